@@ -111,6 +111,11 @@ const (
 	// if the key's current version equals it; 0 means "the key is absent"
 	// (put-if-absent).
 	QueryCAS = "cas"
+	// QueryTimeout=<Go duration> lowers the server-side deadline of one
+	// request (never raises it above the agent's --request-timeout).
+	// kvclient sends a little less than its per-attempt timeout, so the
+	// agent answers `timeout` before the client gives up on the exchange.
+	QueryTimeout = "timeout"
 )
 
 // WriteResult is the JSON body of a successful PUT or DELETE.

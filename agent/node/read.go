@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// Get reads key. A linearizable read (stale false) is served only by the
+// leader, after the read-index protocol (Raft thesis §6.4): the leader
+// (1) has applied an entry of its current term (the barrier), (2) notes its
+// commit index, (3) confirms with a quorum that it is still the leader, and
+// (4) waits until its state machine has applied the noted index. A stale
+// read returns the local state of any member at once.
+//
+// Ownership is checked after the wait, under the ring applied at the read
+// index, exactly as a write at that index would be (invariant 3).
+func (n *Node) Get(ctx context.Context, key []byte, stale bool, ringEpoch uint64) (value []byte, version, index uint64, err error) {
+	if !stale {
+		if index, err = n.ReadIndex(ctx); err != nil {
+			return nil, 0, 0, err
+		}
+	} else {
+		index = n.store.AppliedIndex()
+	}
+	if err := n.store.CheckOwner(key, ringEpoch); err != nil {
+		return nil, 0, index, err
+	}
+	value, version, err = n.store.Get(key)
+	return value, version, index, err
+}
+
+// ReadIndex runs steps 1-4 above and returns the index the read is served
+// at. Invariant 1 depends on every step: without (1) a new leader's commit
+// index may be behind entries committed by its predecessor; without (3) a
+// deposed leader that does not know it yet would serve old data.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.notLeader()
+	}
+	if err := n.ensureBarrier(ctx); err != nil {
+		return 0, err
+	}
+	term := n.raft.CurrentTerm()
+	readIndex := n.raft.CommitIndex()
+	if err := waitFuture(ctx, n.raft.VerifyLeader()); err != nil {
+		if ctx.Err() != nil {
+			return 0, ErrUnknownOutcome
+		}
+		return 0, n.notLeader()
+	}
+	if n.raft.CurrentTerm() != term || n.barrierTerm.Load() != term {
+		// Leadership changed hands in between; the noted index may not be
+		// this term's. Let the client retry.
+		return 0, ErrUnavailable
+	}
+	if err := n.waitApplied(ctx, readIndex); err != nil {
+		return 0, err
+	}
+	return readIndex, nil
+}
+
+// ensureBarrier makes sure an entry of the current term has been applied
+// (once per term; concurrent callers share the barrier).
+func (n *Node) ensureBarrier(ctx context.Context) error {
+	term := n.raft.CurrentTerm()
+	if n.barrierTerm.Load() == term {
+		return nil
+	}
+	n.barrierMu.Lock()
+	defer n.barrierMu.Unlock()
+	if n.barrierTerm.Load() == term {
+		return nil
+	}
+	if err := waitFuture(ctx, n.raft.Barrier(0)); err != nil {
+		if ctx.Err() != nil {
+			return ErrUnavailable
+		}
+		return n.notLeader()
+	}
+	// Only if the term did not move while we waited is the barrier ours.
+	if n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
+		n.barrierTerm.Store(term)
+		return nil
+	}
+	return ErrUnavailable
+}
+
+// waitApplied returns once the state machine reflects every entry up to
+// index. The store only sees commands and configuration entries (Raft keeps
+// no-ops and barriers to itself), so its applied index may stop short of
+// index for good; entries above it that the store never sees need no wait.
+// The scan is short: under load the top entry is a command, at rest the gap
+// holds at most a no-op and a barrier.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		applied := n.store.AppliedIndex()
+		if applied >= index {
+			return nil
+		}
+		target := uint64(0)
+		for i := index; i > applied; i-- {
+			var l raft.Log
+			if err := n.logs.GetLog(i, &l); err != nil {
+				// Compacted into a snapshot: the state machine had
+				// processed it when the snapshot was taken.
+				break
+			}
+			if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+				target = i
+				break
+			}
+		}
+		if target <= applied {
+			return nil
+		}
+		if err := n.store.WaitApplied(ctx, target); err != nil {
+			return fmt.Errorf("%w: waiting for the state machine to apply index %d", ErrUnknownOutcome, target)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/carpkv/carpkv/agent/store"
+)
+
+// Apply replicates cmd through Raft and returns the state machine's result
+// (whose Err may be store.ErrNotFound, a *store.CASError, ...). The error
+// return is about replication, and says whether the outcome is known:
+//   - *NotLeaderError, ErrUnavailable: nothing was appended; safe to retry;
+//   - ErrUnknownOutcome: the entry may or may not commit (invariant 5).
+func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, n.notLeader()
+	}
+	start := time.Now()
+	enqueue := time.Until(deadline(ctx, time.Second))
+	f := n.raft.Apply(cmd.Marshal(), enqueue)
+
+	done := make(chan struct{})
+	go func() { _ = f.Error(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ErrUnknownOutcome
+	}
+	switch err := f.Error(); {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader):
+		// Refused before it was appended.
+		return nil, n.notLeader()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return nil, ErrUnavailable
+	default:
+		// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore: the
+		// entry may have been appended and may still commit.
+		n.log.Debug("write outcome unknown", "err", err)
+		return nil, ErrUnknownOutcome
+	}
+	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
+	res, ok := f.Response().(*store.Result)
+	if !ok {
+		return nil, errors.New("state machine returned no result")
+	}
+	return res, nil
+}
+
+func deadline(ctx context.Context, fallback time.Duration) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(fallback)
+}
+
+// notLeader builds the not_leader error with the best hint this node has:
+// the leader Raft names, resolved to an HTTP address by the replicated
+// node registry.
+func (n *Node) notLeader() error {
+	_, id := n.raft.LeaderWithID()
+	e := &NotLeaderError{LeaderID: string(id)}
+	if id != "" {
+		if info, ok := n.store.Node(string(id)); ok {
+			e.LeaderHTTP = info.HTTPAddr
+		}
+	}
+	return e
+}

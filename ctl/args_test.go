@@ -1,0 +1,44 @@
+package main
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestReorderArgsMovesFlagsBeforeArguments(t *testing.T) {
+	app := (&env{}).newApp()
+	tests := []struct{ in, want string }{
+		{"cas k v --expect 3", "cas --expect 3 k v"},
+		{"get k -o json", "-o json get k"},
+		{"get k --output=json --stale", "--output=json get --stale k"},
+		{"--addr a:1 get k --addr b:2", "--addr a:1 --addr b:2 get k"},
+		{"put k -", "put k -"},
+		{"get -- -k", "get -- -k"},
+		{"get k -- --not-a-flag", "get k --not-a-flag"},
+		{"get --stale -- -k -o", "get --stale -- -k -o"},
+		{"get k --bogus", "get --bogus k"},
+		{"help get", "help get"},
+		{"unknown x --y", "unknown x --y"},
+		{"--timeout 1s", "--timeout 1s"},
+		{"join --id n4 --nonvoter --raft-addr r:1", "join --id n4 --nonvoter --raft-addr r:1"},
+	}
+	for _, tt := range tests {
+		got := reorderArgs(app, append([]string{"carpkvctl"}, strings.Fields(tt.in)...))
+		if want := append([]string{"carpkvctl"}, strings.Fields(tt.want)...); !slices.Equal(got, want) {
+			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got[1:], want[1:])
+		}
+	}
+}
+
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}

@@ -1,0 +1,282 @@
+package kvclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
+)
+
+// Client is a carpkv client. It is safe for concurrent use; share one.
+type Client struct {
+	cfg    Config
+	http   *http.Client
+	owned  *http.Transport // the transport New built, closed by Close; nil if given
+	traced bool            // http's transport reports connection and write events
+	log    *slog.Logger
+
+	// group serves every key today. Ring routing will replace it with a
+	// ring and one groupClient per group, picked by groupFor.
+	group *groupClient
+
+	closed atomic.Bool
+	done   chan struct{} // closed by Close: cuts backoffs short
+}
+
+// New returns a Client for cfg (zero fields take their defaults). It does
+// not contact any agent.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient != nil {
+		c.http = cfg.HTTPClient
+		switch cfg.HTTPClient.Transport.(type) {
+		case nil, *http.Transport:
+			c.traced = true
+		}
+	} else {
+		c.owned = newTransport(cfg)
+		c.http = &http.Client{
+			Transport: c.owned,
+			// Never follow a redirect: it would resend a write on the
+			// client's own authority. Agents answer not_leader instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		c.traced = true
+	}
+	c.group = newGroupClient(c, cfg.Addrs)
+	return c, nil
+}
+
+// newTransport is tuned for a few agents and many concurrent callers:
+// enough idle connections per agent that 64+ callers reuse them instead
+// of churning, keep-alives, no proxy (agents are addressed directly), and
+// plain HTTP/1.1.
+func newTransport(cfg Config) *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   cfg.DialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:        cfg.MaxIdleConnsPerHost * 8,
+		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		// Shorter than usual server idle timeouts, so the client rarely
+		// reuses a connection the agent is closing: a write sent on one
+		// would end with an unknown outcome.
+		IdleConnTimeout:   30 * time.Second,
+		ForceAttemptHTTP2: false,
+	}
+}
+
+// Close releases the Client's idle connections and makes further calls
+// fail with ErrClosed. Calls in flight finish; their backoffs end early.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	close(c.done)
+	if c.owned != nil {
+		c.owned.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Addrs returns the configured agent addresses, normalised.
+func (c *Client) Addrs() []string { return append([]string(nil), c.cfg.Addrs...) }
+
+// Leader returns the address of the leader the Client last talked to, or
+// "" if it knows none.
+func (c *Client) Leader() string { return c.group.cachedLeader() }
+
+// groupFor is the group that owns key. Ring routing (CARP) goes here.
+func (c *Client) groupFor([]byte) *groupClient { return c.group }
+
+// sleep waits d, or until ctx ends or the Client is closed.
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrClosed
+	}
+}
+
+// Value is a key's value and version.
+type Value struct {
+	Data    []byte
+	Version uint64 // grows with every write of the key, never reused
+}
+
+// ReadOption changes how Get reads.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	stale bool
+}
+
+// Stale lets Get read any member's local state: faster, spread over the
+// group and served without a leader, but it may miss recent writes. Without
+// it reads are linearizable.
+func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
+
+func kvCall(op string, key []byte, method string) *call {
+	return &call{
+		op:      fmt.Sprintf("%s %q", op, key),
+		method:  method,
+		path:    wire.KVPrefix + string(key),
+		rawPath: wire.KVPrefix + url.PathEscape(string(key)),
+		query:   url.Values{},
+		route:   routeLeader,
+	}
+}
+
+func checkKey(op string, key []byte) error {
+	if len(key) == 0 {
+		return invalidArgf("kvclient: %s: empty key", op)
+	}
+	return nil
+}
+
+// Get reads key. It fails with ErrNotFound if the key is absent.
+func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (Value, error) {
+	if err := checkKey("get", key); err != nil {
+		return Value{}, err
+	}
+	var o readOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cl := kvCall("get", key, http.MethodGet)
+	cl.idempotent = true
+	if o.stale {
+		cl.query.Set(wire.QueryStale, "true")
+		cl.route = routeAny
+	}
+	rep, err := c.groupFor(key).do(ctx, cl)
+	if err != nil {
+		return Value{}, err
+	}
+	ver, err := wire.ParseUint(rep.header.Get(wire.HeaderVersion))
+	if err != nil {
+		return Value{}, protocolError(cl, rep.addr, "bad %s header: %v", wire.HeaderVersion, err)
+	}
+	return Value{Data: rep.body, Version: ver}, nil
+}
+
+// Put writes value under key and returns the new version.
+// ErrTimeout: the write may or may not have been applied.
+func (c *Client) Put(ctx context.Context, key, value []byte) (uint64, error) {
+	return c.put(ctx, "put", key, value, nil)
+}
+
+// PutIfAbsent writes value only if key is absent, and returns the new
+// version. If the key exists the error is a *CASError (ErrCASFailed) with
+// its current version. ErrTimeout: the outcome is unknown.
+func (c *Client) PutIfAbsent(ctx context.Context, key, value []byte) (uint64, error) {
+	var zero uint64
+	return c.put(ctx, "put-if-absent", key, value, &zero)
+}
+
+// CompareAndSwap writes value only if key is at expectVersion (0: absent)
+// and returns the new version. Otherwise the error is a *CASError
+// (ErrCASFailed) with the current version. ErrTimeout: the outcome is
+// unknown.
+func (c *Client) CompareAndSwap(ctx context.Context, key, value []byte, expectVersion uint64) (uint64, error) {
+	return c.put(ctx, "cas", key, value, &expectVersion)
+}
+
+func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *uint64) (uint64, error) {
+	if err := checkKey(op, key); err != nil {
+		return 0, err
+	}
+	cl := kvCall(op, key, http.MethodPut)
+	cl.body = value
+	if cl.body == nil {
+		cl.body = []byte{}
+	}
+	if expect != nil {
+		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
+	}
+	rep, err := c.groupFor(key).do(ctx, cl)
+	if err != nil {
+		if expect != nil {
+			return 0, asCASError(err, key, *expect)
+		}
+		return 0, err
+	}
+	return writeVersion(cl, rep)
+}
+
+// Delete deletes key and returns the version it deleted. It fails with
+// ErrNotFound if the key is absent. ErrTimeout: the outcome is unknown.
+func (c *Client) Delete(ctx context.Context, key []byte) (uint64, error) {
+	return c.del(ctx, "delete", key, nil)
+}
+
+// CompareAndDelete deletes key only if it is at expectVersion (> 0) and
+// returns the deleted version. Otherwise the error is a *CASError
+// (ErrCASFailed), or ErrNotFound if the key is absent. ErrTimeout: the
+// outcome is unknown.
+func (c *Client) CompareAndDelete(ctx context.Context, key []byte, expectVersion uint64) (uint64, error) {
+	if expectVersion == 0 {
+		return 0, invalidArgf("kvclient: compare-and-delete %q: expected version must be > 0", key)
+	}
+	return c.del(ctx, "compare-and-delete", key, &expectVersion)
+}
+
+func (c *Client) del(ctx context.Context, op string, key []byte, expect *uint64) (uint64, error) {
+	if err := checkKey(op, key); err != nil {
+		return 0, err
+	}
+	cl := kvCall(op, key, http.MethodDelete)
+	if expect != nil {
+		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
+	}
+	rep, err := c.groupFor(key).do(ctx, cl)
+	if err != nil {
+		if expect != nil {
+			return 0, asCASError(err, key, *expect)
+		}
+		return 0, err
+	}
+	return writeVersion(cl, rep)
+}
+
+// writeVersion reads the version of a successful write from its body, or
+// from its header if the body does not say.
+func writeVersion(cl *call, rep *reply) (uint64, error) {
+	var wr wire.WriteResult
+	if err := json.Unmarshal(rep.body, &wr); err == nil && wr.Version != 0 {
+		return wr.Version, nil
+	}
+	if v, err := wire.ParseUint(rep.header.Get(wire.HeaderVersion)); err == nil && v != 0 {
+		return v, nil
+	}
+	// Applied, but the answer does not say at which version.
+	return 0, protocolError(cl, rep.addr, "write answer without a version: %.200q", rep.body)
+}
+
+// protocolError is a 2xx answer the client cannot understand.
+func protocolError(cl *call, addr, format string, args ...any) *Error {
+	return newError(cl.op, addr, &wire.Error{
+		Code:    wire.CodeInternal,
+		Message: "malformed answer: " + fmt.Sprintf(format, args...),
+	})
+}

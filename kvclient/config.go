@@ -1,0 +1,198 @@
+package kvclient
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Config configures a Client. A zero field means "the default" (see
+// DefaultConfig); only Addrs is required.
+type Config struct {
+	// Addrs are host:port addresses of agents' HTTP APIs in the group. Any
+	// subset of the members works; more than one survives the loss of an
+	// agent. A leading "http://" is accepted and dropped.
+	Addrs []string
+
+	// HTTPClient sends every request. Nil: the Client builds its own, with
+	// a Transport tuned for many concurrent callers (keep-alives, up to
+	// MaxIdleConnsPerHost idle connections per agent, no proxy), and
+	// closes its idle connections on Close. A client given here is used as
+	// is and never closed; its Timeout should be zero (contexts and
+	// RequestTimeout set the deadlines) and it should not follow
+	// redirects, which would resend writes. If its Transport is not an
+	// *http.Transport the Client cannot see whether a request was written,
+	// so it treats every failure but a dial error as "maybe applied".
+	HTTPClient *http.Client
+
+	// RequestTimeout bounds one attempt: one HTTP exchange with one agent.
+	// The context of each call bounds the whole call. Default 2s.
+	RequestTimeout time.Duration
+
+	// DialTimeout bounds opening a connection to one agent, so that a dead
+	// address costs little before the next is tried. Used only when
+	// HTTPClient is nil. Default 1s.
+	DialTimeout time.Duration
+
+	// MaxAttempts bounds the attempts of one call, the first included; 1
+	// disables retries. Default 10.
+	MaxAttempts int
+
+	// BackoffMin and BackoffMax bound the wait before a retry: it starts at
+	// BackoffMin, doubles with each wait up to BackoffMax and is jittered
+	// (uniform in [d/2, d]) so that clients do not retry in lockstep.
+	// Following a leader hint and moving on after a dial error do not
+	// wait, until every address has failed in a row. Defaults 20ms and 1s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+
+	// MaxIdleConnsPerHost is the number of idle connections kept per agent.
+	// It should be at least the number of concurrent callers, or
+	// connections are closed and reopened under load. Used only when
+	// HTTPClient is nil. Default 128.
+	MaxIdleConnsPerHost int
+
+	// MaxResponseBytes bounds the body read from one response; a larger
+	// value fails with ErrTooLarge instead of exhausting memory. It must be
+	// at least the agents' --max-value-bytes. Default 64 MiB.
+	MaxResponseBytes int64
+
+	// Logger receives debug records of retries and leader changes. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Defaults of Config, also what a zero field means.
+const (
+	DefaultRequestTimeout      = 2 * time.Second
+	DefaultDialTimeout         = time.Second
+	DefaultMaxAttempts         = 10
+	DefaultBackoffMin          = 20 * time.Millisecond
+	DefaultBackoffMax          = time.Second
+	DefaultMaxIdleConnsPerHost = 128
+	DefaultMaxResponseBytes    = 64 << 20
+)
+
+// DefaultConfig returns a Config with every default filled in and no
+// addresses.
+func DefaultConfig() Config {
+	return Config{
+		RequestTimeout:      DefaultRequestTimeout,
+		DialTimeout:         DefaultDialTimeout,
+		MaxAttempts:         DefaultMaxAttempts,
+		BackoffMin:          DefaultBackoffMin,
+		BackoffMax:          DefaultBackoffMax,
+		MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
+		MaxResponseBytes:    DefaultMaxResponseBytes,
+	}
+}
+
+// withDefaults returns cfg with zero fields replaced by their defaults and
+// addresses normalised.
+func (cfg Config) withDefaults() Config {
+	d := DefaultConfig()
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = d.RequestTimeout
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = d.DialTimeout
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = d.MaxAttempts
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = d.BackoffMin
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = max(d.BackoffMax, cfg.BackoffMin)
+	}
+	if cfg.MaxIdleConnsPerHost == 0 {
+		cfg.MaxIdleConnsPerHost = d.MaxIdleConnsPerHost
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = d.MaxResponseBytes
+	}
+	addrs := make([]string, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		addrs[i] = normalizeAddr(a)
+	}
+	cfg.Addrs = addrs
+	return cfg
+}
+
+// normalizeAddr accepts "host:port" and "http://host:port/".
+func normalizeAddr(a string) string {
+	a = strings.TrimSpace(a)
+	a = strings.TrimPrefix(a, "http://")
+	return strings.TrimSuffix(a, "/")
+}
+
+// Validate reports the first invalid field, by name. Zero fields are valid:
+// they mean the default.
+func (cfg Config) Validate() error {
+	if len(cfg.Addrs) == 0 {
+		return configError("Addrs", "at least one agent address is required")
+	}
+	seen := make(map[string]bool, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		if err := validateAddr(a); err != nil {
+			return configError(fmt.Sprintf("Addrs[%d]", i), err.Error())
+		}
+		n := normalizeAddr(a)
+		if seen[n] {
+			return configError(fmt.Sprintf("Addrs[%d]", i), fmt.Sprintf("%q is listed twice", a))
+		}
+		seen[n] = true
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"RequestTimeout", cfg.RequestTimeout},
+		{"DialTimeout", cfg.DialTimeout},
+		{"BackoffMin", cfg.BackoffMin},
+		{"BackoffMax", cfg.BackoffMax},
+	} {
+		if f.d < 0 {
+			return configError(f.name, fmt.Sprintf("must not be negative, got %v", f.d))
+		}
+	}
+	if cfg.BackoffMin > 0 && cfg.BackoffMax > 0 && cfg.BackoffMax < cfg.BackoffMin {
+		return configError("BackoffMax", fmt.Sprintf("%v is below BackoffMin %v", cfg.BackoffMax, cfg.BackoffMin))
+	}
+	if cfg.MaxAttempts < 0 {
+		return configError("MaxAttempts", fmt.Sprintf("must not be negative, got %d", cfg.MaxAttempts))
+	}
+	if cfg.MaxIdleConnsPerHost < 0 {
+		return configError("MaxIdleConnsPerHost", fmt.Sprintf("must not be negative, got %d", cfg.MaxIdleConnsPerHost))
+	}
+	if cfg.MaxResponseBytes < 0 {
+		return configError("MaxResponseBytes", fmt.Sprintf("must not be negative, got %d", cfg.MaxResponseBytes))
+	}
+	return nil
+}
+
+func validateAddr(a string) error {
+	n := normalizeAddr(a)
+	if n == "" {
+		return fmt.Errorf("empty address")
+	}
+	if strings.Contains(n, "://") {
+		return fmt.Errorf("%q: only plain http (host:port) is supported", a)
+	}
+	_, port, err := net.SplitHostPort(n)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", a, err)
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", a)
+	}
+	return nil
+}
+
+func configError(field, msg string) error {
+	return invalidArgf("kvclient: Config.%s: %s", field, msg)
+}

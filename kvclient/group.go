@@ -1,0 +1,236 @@
+package kvclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
+)
+
+// groupClient sends calls to one Raft group: it owns the group's addresses,
+// the cached leader, and the retry loop. The Client routes each key to a
+// group; today there is one.
+type groupClient struct {
+	c     *Client
+	addrs []string
+
+	mu     sync.Mutex
+	leader string // HTTP address of the leader as last seen; "" unknown
+
+	rr atomic.Uint32 // round robin over addrs, to spread stale reads and discovery
+}
+
+func newGroupClient(c *Client, addrs []string) *groupClient {
+	return &groupClient{c: c, addrs: addrs}
+}
+
+func (g *groupClient) cachedLeader() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leader
+}
+
+func (g *groupClient) setLeader(addr string) {
+	g.mu.Lock()
+	old := g.leader
+	g.leader = addr
+	g.mu.Unlock()
+	if old != addr {
+		g.c.log.Debug("kvclient: leader changed", "from", old, "to", addr)
+	}
+}
+
+// forgetLeader drops the cached leader if it is addr, which just failed.
+func (g *groupClient) forgetLeader(addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.leader == addr {
+		g.leader = ""
+	}
+}
+
+// cursor walks the addresses for one call.
+type cursor struct {
+	g   *groupClient
+	pos int
+}
+
+func (g *groupClient) cursor() *cursor {
+	return &cursor{g: g, pos: int(g.rr.Add(1) % uint32(len(g.addrs)))}
+}
+
+// first is the address of the first attempt.
+func (cu *cursor) first(r route) string {
+	if r == routeLeader {
+		if l := cu.g.cachedLeader(); l != "" {
+			return l
+		}
+	}
+	return cu.g.addrs[cu.pos]
+}
+
+// next is the address to try after the one that failed: the cached leader if it
+// is another address (someone else may have learned it meanwhile), else the
+// next address in turn.
+func (cu *cursor) next(r route, failed string) string {
+	if r == routeLeader {
+		if l := cu.g.cachedLeader(); l != "" && l != failed {
+			return l
+		}
+	}
+	n := len(cu.g.addrs)
+	for range n {
+		cu.pos = (cu.pos + 1) % n
+		if a := cu.g.addrs[cu.pos]; a != failed {
+			return a
+		}
+	}
+	return failed // a single address
+}
+
+// verdict is what to do after a failed attempt.
+type verdict int
+
+const (
+	stop       verdict = iota // return the error
+	retryNow                  // try another agent right away
+	retryLater                // try another agent after a backoff
+)
+
+// do sends cl, retrying as the package documentation says, until it gets a
+// 2xx answer, a final error, MaxAttempts attempts, or ctx ends.
+func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
+	if g.c.closed.Load() {
+		return nil, ErrClosed
+	}
+	var (
+		cu      = g.cursor()
+		addr    = cu.first(cl.route)
+		lastErr error
+		waits   int // backoffs so far: the exponent of the next one
+		quick   int // retries without a wait since the last backoff
+	)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, giveUp(cl, lastErr, err)
+		}
+		rep, err := g.c.attempt(ctx, addr, cl)
+		if err == nil {
+			if cl.route == routeLeader {
+				g.setLeader(addr)
+			}
+			return rep, nil
+		}
+		lastErr = err
+		v, next := g.decide(ctx, cl, cu, addr, err)
+		if v == stop {
+			return nil, err
+		}
+		if attempt >= g.c.cfg.MaxAttempts {
+			return nil, fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
+		// Quick retries are for moving on from one bad agent; once every
+		// address failed in a row, or hints go round in circles, wait.
+		if v == retryNow {
+			quick++
+			if quick > len(g.addrs) {
+				v = retryLater
+			}
+		}
+		if v == retryLater {
+			quick = 0
+			d := g.backoff(waits)
+			waits++
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+				// Invariant 5: fail within the deadline rather than sleep past it.
+				return nil, giveUp(cl, lastErr, context.DeadlineExceeded)
+			}
+			g.c.log.Debug("kvclient: retrying", "op", cl.op, "attempt", attempt, "failed", addr, "next", next, "backoff", d, "err", err)
+			if err := g.c.sleep(ctx, d); err != nil {
+				return nil, giveUp(cl, lastErr, err)
+			}
+		} else {
+			g.c.log.Debug("kvclient: retrying", "op", cl.op, "attempt", attempt, "failed", addr, "next", next, "err", err)
+		}
+		addr = next
+	}
+}
+
+// decide says whether and where a failed attempt is retried. Only answers
+// that promise nothing was applied, requests that were never sent, and
+// idempotent calls are retried (docs/api.md, DESIGN invariant 5).
+func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr string, err error) (verdict, string) {
+	var ae *Error
+	var te *transportError
+	switch {
+	case errors.As(err, &ae):
+		switch ae.Code {
+		case wire.CodeNotLeader:
+			if h := ae.Wire.Leader; h != nil && h.HTTP != "" && normalizeAddr(h.HTTP) != addr {
+				hint := normalizeAddr(h.HTTP)
+				g.setLeader(hint)
+				return retryNow, hint
+			}
+			g.forgetLeader(addr)
+			return retryLater, cu.next(cl.route, addr)
+		case wire.CodeUnavailable, wire.CodeStaleRing:
+			g.forgetLeader(addr)
+			return retryLater, cu.next(cl.route, addr)
+		case wire.CodeTimeout:
+			if cl.idempotent {
+				return retryLater, cu.next(cl.route, addr)
+			}
+		}
+		// wrong_group ends the call here; ring routing will refresh the
+		// ring and send it to the owner.
+		return stop, ""
+	case errors.As(err, &te):
+		if ctx.Err() == nil {
+			// The agent may be gone; the next call asks around instead of
+			// waiting on it again. (Not when the caller's deadline cut the
+			// exchange short: that says nothing about the agent.)
+			g.forgetLeader(addr)
+		}
+		if !te.sent {
+			return retryNow, cu.next(cl.route, addr)
+		}
+		if !cl.idempotent || ctx.Err() != nil {
+			return stop, ""
+		}
+		return retryLater, cu.next(cl.route, addr)
+	}
+	return stop, ""
+}
+
+// backoff is the jittered wait before retry n (0-based).
+func (g *groupClient) backoff(n int) time.Duration {
+	lo, hi := g.c.cfg.BackoffMin, g.c.cfg.BackoffMax
+	d := lo
+	for range n {
+		if d >= hi/2 {
+			d = hi
+			break
+		}
+		d *= 2
+	}
+	d = min(d, hi)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// giveUp is the error of a call cut short by its context: the last error
+// seen (nothing applied, else the call would have stopped at it) joined
+// with the context's reason.
+func giveUp(cl *call, last, cause error) error {
+	if last == nil {
+		return fmt.Errorf("kvclient: %s: nothing sent: %w", cl.op, cause)
+	}
+	return fmt.Errorf("%w (gave up: %w)", last, cause)
+}
