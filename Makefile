@@ -6,16 +6,16 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run lint clean carp-report carp-docs tools
+.PHONY: help build test bench run lint clean carp-report carp-docs tools single-cluster
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build bin/carpkv-agent and bin/carpkvctl (static)
 	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/carpkv-agent ./agent
+	$(GO) build -o $(BIN)/carpkvctl ./ctl
 	$(GO) build -o $(BIN)/ ./carp/cmd/carp-report
-	@if [ -d agent ] && ls agent/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/carpkv-agent ./agent; fi
-	@if [ -d ctl ] && ls ctl/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/carpkvctl ./ctl; fi
 
 test: ## unit and integration tests, race detector on
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
@@ -28,6 +28,9 @@ carp-report: ## CARP balance/weights/movement report, 1e6 keys, vs ketama and ju
 
 carp-docs: ## regenerate docs/carp/report.md and docs/carp/load.png
 	$(GO) run ./carp/cmd/carp-report -markdown docs/carp/report.md -plot docs/carp/load.png
+
+single-cluster: build ## one 3-agent group from the shell: write, kill the leader, read (scripts/test-single-cluster.sh)
+	./scripts/test-single-cluster.sh
 
 run: build ## the main job (for now: the CARP ring report)
 	$(BIN)/carp-report

@@ -28,6 +28,10 @@ type Config struct {
 	// so it treats every failure but a dial error as "maybe applied".
 	HTTPClient *http.Client
 
+	// CallTimeout is the deadline given to a call whose context has none,
+	// so that no call retries forever (DESIGN invariant 5). Default 10s.
+	CallTimeout time.Duration
+
 	// RequestTimeout bounds one attempt: one HTTP exchange with one agent.
 	// The context of each call bounds the whole call. Default 2s.
 	RequestTimeout time.Duration
@@ -38,7 +42,9 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// MaxAttempts bounds the attempts of one call, the first included; 1
-	// disables retries. Default 10.
+	// disables retries. Default 0: no bound but the call's deadline, so a
+	// call rides out a leader election that lasts as long as its context
+	// allows.
 	MaxAttempts int
 
 	// BackoffMin and BackoffMax bound the wait before a retry: it starts at
@@ -69,7 +75,8 @@ type Config struct {
 const (
 	DefaultRequestTimeout      = 2 * time.Second
 	DefaultDialTimeout         = time.Second
-	DefaultMaxAttempts         = 10
+	DefaultMaxAttempts         = 0 // bounded by the deadline only
+	DefaultCallTimeout         = 10 * time.Second
 	DefaultBackoffMin          = 20 * time.Millisecond
 	DefaultBackoffMax          = time.Second
 	DefaultMaxIdleConnsPerHost = 128
@@ -83,6 +90,7 @@ func DefaultConfig() Config {
 		RequestTimeout:      DefaultRequestTimeout,
 		DialTimeout:         DefaultDialTimeout,
 		MaxAttempts:         DefaultMaxAttempts,
+		CallTimeout:         DefaultCallTimeout,
 		BackoffMin:          DefaultBackoffMin,
 		BackoffMax:          DefaultBackoffMax,
 		MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
@@ -100,8 +108,8 @@ func (cfg Config) withDefaults() Config {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = d.DialTimeout
 	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = d.MaxAttempts
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = d.CallTimeout
 	}
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin = d.BackoffMin
@@ -162,6 +170,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.BackoffMin > 0 && cfg.BackoffMax > 0 && cfg.BackoffMax < cfg.BackoffMin {
 		return configError("BackoffMax", fmt.Sprintf("%v is below BackoffMin %v", cfg.BackoffMax, cfg.BackoffMin))
+	}
+	if cfg.CallTimeout < 0 {
+		return configError("CallTimeout", fmt.Sprintf("must not be negative, got %v", cfg.CallTimeout))
 	}
 	if cfg.MaxAttempts < 0 {
 		return configError("MaxAttempts", fmt.Sprintf("must not be negative, got %d", cfg.MaxAttempts))

@@ -103,10 +103,16 @@ const (
 )
 
 // do sends cl, retrying as the package documentation says, until it gets a
-// 2xx answer, a final error, MaxAttempts attempts, or ctx ends.
+// 2xx answer, a final error, MaxAttempts attempts (if set), or ctx ends
+// (given Config.CallTimeout when it has no deadline).
 func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 	if g.c.closed.Load() {
 		return nil, ErrClosed
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.c.cfg.CallTimeout)
+		defer cancel()
 	}
 	var (
 		cu      = g.cursor()
@@ -131,7 +137,7 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 		if v == stop {
 			return nil, err
 		}
-		if attempt >= g.c.cfg.MaxAttempts {
+		if max := g.c.cfg.MaxAttempts; max > 0 && attempt >= max {
 			return nil, fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
 		// Quick retries are for moving on from one bad agent; once every

@@ -6,16 +6,16 @@
 # on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-AGENT=bin/carpkv-agent
-CTL=bin/carpkvctl
+BIN_DIR=${BIN_DIR:-bin}
+AGENT=$BIN_DIR/carpkv-agent
+CTL=$BIN_DIR/carpkvctl
 for b in "$AGENT" "$CTL"; do [ -x "$b" ] || { echo "missing $b: run make build" >&2; exit 1; }; done
 
 DIR=$(mktemp -d -t carpkv-single-XXXXXX)
 BASE=${BASE_PORT:-27100}
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do kill9 "$p"; done
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -27,6 +27,11 @@ start() { # start N [extra flags]
     --raft-addr "127.0.0.1:$((BASE + $i))" --http-addr "$(http "$i")" "$@" \
     >>"$DIR/n$i.log" 2>&1 &
   pids[$i]=$!
+  disown # we reap it ourselves; keeps bash from announcing the kill -9
+}
+kill9() { # kill9 PID: kill and wait until it is gone
+  kill -9 "$1" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
 }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 wait_until() { # wait_until SECONDS CMD...
@@ -36,13 +41,23 @@ wait_until() { # wait_until SECONDS CMD...
     sleep 0.1
   done
 }
+wait_ready() { # wait_ready N: agent N answers /v1/ready, or its log explains why not
+  local deadline=$((SECONDS + 30))
+  until curl -sf "http://$(http "$1")/v1/ready" >/dev/null 2>&1; do
+    if ! kill -0 "${pids[$1]}" 2>/dev/null; then
+      echo "agent n$1 exited:" >&2; tail -n 20 "$DIR/n$1.log" >&2; exit 1
+    fi
+    [ $SECONDS -lt $deadline ] || { echo "n$1 not ready after 30s" >&2; tail -n 20 "$DIR"/*.log >&2; exit 1; }
+    sleep 0.1
+  done
+}
 export CARPKV_ADDR="$(http 1),$(http 2),$(http 3)"
 
 step "start three agents (n1 bootstraps, n2 and n3 join through it)"
 start 1 --bootstrap
 start 2 --join "$(http 1)"
 start 3 --join "$(http 1)"
-for i in 1 2 3; do wait_until 30 curl -sf "http://$(http "$i")/v1/ready"; done
+for i in 1 2 3; do wait_ready "$i"; done
 "$CTL" members
 
 step "write and read"
@@ -52,14 +67,10 @@ echo "wrote key-1..key-100"
 printf 'get greeting -> %s\n' "$("$CTL" get greeting)"
 
 step "kill -9 the leader"
-leader=$("$CTL" --output json status | python3 -c 'import json,sys; d=json.load(sys.stdin); print(next(m["id"] for g in d["groups"] for m in g["members"] if m.get("state")=="Leader"))' 2>/dev/null || true)
-[ -n "$leader" ] || leader=$(for i in 1 2 3; do curl -s "http://$(http "$i")/v1/agent/self"; done | python3 -c 'import json,sys
-for line in sys.stdin.read().replace("}{","}\n{").splitlines():
-    d=json.loads(line)
-    if d["state"]=="Leader": print(d["id"])')
+leader=$("$CTL" --output json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["groups"][0]["leader"])')
 idx=${leader#n}
 echo "leader is $leader; killing it"
-kill -9 "${pids[$idx]}"; wait "${pids[$idx]}" 2>/dev/null || true
+kill9 "${pids[$idx]}"
 
 step "the group elects a new leader and keeps serving"
 wait_until 30 "$CTL" put after-failover yes
@@ -74,7 +85,7 @@ echo "all 100 acknowledged writes readable after the failover: $([ $missing = 0 
 
 step "restart the old leader; it rejoins as a follower and catches up"
 start "$idx"
-wait_until 30 curl -sf "http://$(http "$idx")/v1/ready"
+wait_ready "$idx"
 wait_until 30 bash -c "[ \"\$($CTL --addr $(http "$idx") get --stale after-failover)\" = yes ]"
 echo "$leader serves after-failover=yes from its own copy"
 "$CTL" status

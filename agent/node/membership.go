@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -57,7 +58,7 @@ func (n *Node) Join(ctx context.Context, req wire.JoinRequest) (uint64, error) {
 		}
 	}
 	if member {
-		return cf.Index(), nil
+		return n.configIndex(), nil
 	}
 	n.log.Info("adding node", "node", req.ID, "raft", req.RaftAddr, "voter", !req.Nonvoter)
 	var f raft.IndexFuture
@@ -123,6 +124,13 @@ func (n *Node) configChangeError(ctx context.Context, f raft.IndexFuture) error 
 	}
 }
 
+// configIndex is the log index of the latest configuration. (Raft's
+// GetConfiguration future leaves its Index at 0; Stats carries it.)
+func (n *Node) configIndex() uint64 {
+	i, _ := strconv.ParseUint(n.raft.Stats()["latest_configuration_index"], 10, 64)
+	return i
+}
+
 // TransferLeadership hands leadership to id, or to the most up-to-date
 // follower when id is empty (leader only).
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
@@ -169,7 +177,7 @@ func (n *Node) Configuration() (wire.Configuration, error) {
 		return wire.Configuration{}, ErrUnavailable
 	}
 	_, leader := n.raft.LeaderWithID()
-	out := wire.Configuration{Index: cf.Index(), Servers: []wire.Server{}}
+	out := wire.Configuration{Index: n.configIndex(), Servers: []wire.Server{}}
 	for _, s := range cf.Configuration().Servers {
 		ws := wire.Server{ID: string(s.ID), RaftAddr: string(s.Address), Suffrage: s.Suffrage.String(), Leader: s.ID == leader}
 		if info, ok := n.store.Node(string(s.ID)); ok {

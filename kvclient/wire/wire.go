@@ -124,7 +124,7 @@ type WriteResult struct {
 	Index   uint64 `json:"index"`   // Raft index of the write
 }
 
-// FormatUint and ParseVersion keep header encodings in one place.
+// FormatUint and ParseUint keep header encodings in one place.
 func FormatUint(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // ParseUint parses a decimal version, index or epoch.
