@@ -192,3 +192,64 @@ type NodeRequest struct {
 type IndexResult struct {
 	Index uint64 `json:"index"`
 }
+
+// Ring API paths.
+const (
+	// PathRing: GET the committed ring with each group's members and
+	// leader as gossip knows them; POST a RingSpec to a group's leader to
+	// commit it in that group (used by the ring coordinator).
+	PathRing = "/v1/ring"
+	// PathGossipMembers: GET every agent gossip has seen, alive or not.
+	PathGossipMembers = "/v1/gossip/members"
+)
+
+// RingGroupSpec is one group of a ring and its weight.
+type RingGroupSpec struct {
+	ID     string  `json:"id"`
+	Weight float64 `json:"weight"`
+}
+
+// RingSpec is what a group commits: the ring epoch from which it acts, the
+// CARP mode ("strong" or "spec") and the groups.
+type RingSpec struct {
+	Epoch  uint64          `json:"epoch"`
+	Mode   string          `json:"mode"`
+	Groups []RingGroupSpec `json:"groups"`
+}
+
+// Member is one agent as the gossip pool knows it (advisory).
+type Member struct {
+	ID        string `json:"id"`
+	Group     string `json:"group"`
+	HTTPAddr  string `json:"http_addr"`
+	RaftAddr  string `json:"raft_addr"`
+	State     string `json:"state"`            // alive, suspect, dead, left
+	Leader    bool   `json:"leader,omitempty"` // it says it leads its group
+	RingEpoch uint64 `json:"ring_epoch"`       // the ring epoch it has applied
+}
+
+// RingGroup is one group of GET /v1/ring: its committed weight and target
+// share, and what gossip knows of its members and leader.
+type RingGroup struct {
+	ID      string   `json:"id"`
+	Weight  float64  `json:"weight"`
+	Share   float64  `json:"share"` // the CARP target fraction of keys
+	Leader  *Leader  `json:"leader,omitempty"`
+	Members []Member `json:"members"`
+}
+
+// Ring is the body of GET /v1/ring. Epoch 0 means no ring was committed:
+// the answering agent's group is standalone and serves every key (Groups
+// then lists that one group).
+type Ring struct {
+	Epoch  uint64      `json:"epoch"`
+	Mode   string      `json:"mode"`
+	Groups []RingGroup `json:"groups"`
+	// From is the group of the agent that answered.
+	From string `json:"from"`
+}
+
+// Members is the body of GET /v1/gossip/members.
+type Members struct {
+	Members []Member `json:"members"`
+}
