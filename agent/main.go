@@ -18,7 +18,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/carpkv/carpkv/agent/cluster"
 	"github.com/carpkv/carpkv/agent/config"
+	"github.com/carpkv/carpkv/agent/gossip"
 	"github.com/carpkv/carpkv/agent/node"
 	"github.com/carpkv/carpkv/agent/server"
 )
@@ -49,6 +51,14 @@ func newApp(action func(*cli.Context, config.Config) error) *cli.App {
 		str("http-advertise", "", "host:port others use to reach the HTTP API (default: --http-addr)"),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "join", EnvVars: []string{"CARPKV_JOIN"}, Usage: "HTTP `ADDR` of an existing member to join through (repeatable; retried until one answers)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "bootstrap", EnvVars: []string{"CARPKV_BOOTSTRAP"}, Usage: "form a new single-member group if this node has no Raft state"}),
+		integer("bootstrap-expect", 0, "form a new group once this many agents of the group are visible by gossip (none with Raft state); 0: off"),
+		str("gossip-addr", d.GossipBind, "host:port (TCP and UDP) of the cluster-wide gossip pool"),
+		str("gossip-advertise", "", "host:port others use to reach this agent's gossip (default: --gossip-addr)"),
+		str("gossip-profile", d.GossipProfile, "gossip timing: lan, or local for clusters on one host (faster failure detection)"),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "retry-join", EnvVars: []string{"CARPKV_RETRY_JOIN"}, Usage: "gossip `ADDR` (host:port, any group) to join the pool through; repeatable, retried until one answers"}),
+		integer("expect-groups", 0, "shard across this many groups: the first ring is committed once they all have leaders; 0: a standalone group serving every key"),
+		altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "group-weight", EnvVars: []string{"CARPKV_GROUP_WEIGHT"}, Value: d.GroupWeight, Usage: "this group's relative share of the keys"}),
+		str("ring-mode", d.RingMode, "CARP mode of the first ring: strong (default, balanced) or spec (draft-exact hashing)"),
 		str("log-level", d.LogLevel, "debug, info, warn or error"),
 		str("log-format", d.LogFormat, "text or json"),
 		integer("max-key-bytes", d.Limits.MaxKeyBytes, "largest accepted key"),
@@ -148,6 +158,14 @@ func fromCLI(c *cli.Context) config.Config {
 	cfg.HTTPAdvertise = c.String("http-advertise")
 	cfg.Join = c.StringSlice("join")
 	cfg.Bootstrap = c.Bool("bootstrap")
+	cfg.BootstrapExpect = c.Int("bootstrap-expect")
+	cfg.GossipBind = c.String("gossip-addr")
+	cfg.GossipAdvertise = c.String("gossip-advertise")
+	cfg.GossipProfile = c.String("gossip-profile")
+	cfg.RetryJoin = c.StringSlice("retry-join")
+	cfg.ExpectGroups = c.Int("expect-groups")
+	cfg.GroupWeight = c.Float64("group-weight")
+	cfg.RingMode = c.String("ring-mode")
 	cfg.LogLevel = c.String("log-level")
 	cfg.LogFormat = c.String("log-format")
 	cfg.Limits.MaxKeyBytes = c.Int("max-key-bytes")
@@ -193,7 +211,20 @@ func run(c *cli.Context, cfg config.Config) error {
 		ln.Close()
 		return err
 	}
-	srv := server.New(n, cfg.Limits, version, log)
+	g, err := gossip.Start(gossip.Config{
+		BindAddr: cfg.GossipBind, AdvertiseAddr: cfg.GossipAdvertise, RetryJoin: cfg.RetryJoin,
+		Profile: gossip.Profile(cfg.GossipProfile), Logger: log.With("component", "gossip"),
+	}, gossip.Meta{
+		NodeID: cfg.NodeID, Group: cfg.Group, RaftAddr: cfg.RaftAdvertise, HTTPAddr: cfg.HTTPAdvertise,
+		Weight: cfg.GroupWeight, HasState: n.HasState(), RingEpoch: n.Store().Epoch(),
+	})
+	if err != nil {
+		ln.Close()
+		_ = n.Shutdown(context.Background())
+		return fmt.Errorf("invalid setting --gossip-addr: %w", err)
+	}
+	runner := cluster.Start(cfg, n, g, log)
+	srv := server.New(n, cfg.Limits, version, runner, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("agent started", "raft", cfg.RaftAdvertise, "http", cfg.HTTPAdvertise, "version", version)
@@ -206,11 +237,17 @@ func run(c *cli.Context, cfg config.Config) error {
 	case err = <-serveErr:
 		log.Error("HTTP server failed", "err", err)
 	}
-	// Stop order: Raft first (a leader hands over leadership while the HTTP
-	// API still answers not_leader with the new leader), then HTTP.
+	// Stop order: the cluster loop; Raft (a leader hands over leadership
+	// while the HTTP API still answers not_leader with the new leader);
+	// gossip, leaving the pool so others see "left", not "dead"; HTTP.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	runner.Stop()
 	nerr := n.Shutdown(shutCtx)
+	if lerr := g.Leave(2 * time.Second); lerr != nil {
+		log.Warn("leaving the gossip pool", "err", lerr)
+	}
+	_ = g.Shutdown()
 	herr := srv.Shutdown(shutCtx)
 	log.Info("stopped")
 	return errors.Join(err, nerr, herr)

@@ -26,7 +26,7 @@ func TestSingleClusterScriptRuns(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build ctl: %v\n%s", err, out)
 	}
-	base := freePortRange(t, 14)
+	base := freePortRange(t, 24)
 	cmd := exec.Command("../scripts/test-single-cluster.sh")
 	cmd.Env = append(os.Environ(), "BIN_DIR="+bin, "BASE_PORT="+strconv.Itoa(base))
 	out, err := cmd.CombinedOutput()

@@ -24,7 +24,8 @@ http() { echo "127.0.0.1:$((BASE + 10 + $1))"; }
 start() { # start N [extra flags]
   local i=$1; shift
   "$AGENT" --group g1 --node-id "n$i" --data-dir "$DIR/n$i" \
-    --raft-addr "127.0.0.1:$((BASE + $i))" --http-addr "$(http "$i")" "$@" \
+    --raft-addr "127.0.0.1:$((BASE + $i))" --http-addr "$(http "$i")" \
+    --gossip-addr "127.0.0.1:$((BASE + 20 + $i))" --gossip-profile local "$@" \
     >>"$DIR/n$i.log" 2>&1 &
   pids[$i]=$!
   disown # we reap it ourselves; keeps bash from announcing the kill -9
@@ -55,8 +56,8 @@ export CARPKV_ADDR="$(http 1),$(http 2),$(http 3)"
 
 step "start three agents (n1 bootstraps, n2 and n3 join through it)"
 start 1 --bootstrap
-start 2 --join "$(http 1)"
-start 3 --join "$(http 1)"
+start 2 --join "$(http 1)" --retry-join "127.0.0.1:$((BASE + 21))"
+start 3 --join "$(http 1)" --retry-join "127.0.0.1:$((BASE + 21))"
 for i in 1 2 3; do wait_ready "$i"; done
 "$CTL" members
 

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/carpkv/carpkv/carp"
 )
 
 // Config is one agent's configuration. The zero value is not valid; start
@@ -43,6 +45,31 @@ type Config struct {
 	// Bootstrap forms a new single-member group when this agent has no Raft
 	// state. Exactly one agent of a new group should set it; the others join.
 	Bootstrap bool
+
+	// GossipBind is the address (TCP and UDP) of the cluster-wide gossip
+	// pool every agent of every group joins; GossipAdvertise is what
+	// others dial (default: GossipBind).
+	GossipBind, GossipAdvertise string
+	// GossipProfile is "lan" (memberlist's LAN timings: a dead agent is
+	// noticed in about 5-10 s) or "local" (loopback clusters: about 1-2 s).
+	GossipProfile string
+	// RetryJoin lists gossip addresses (or host names) of any agents, of
+	// any group; the agent retries until it reaches one, so a fleet can
+	// start in any order.
+	RetryJoin []string
+	// BootstrapExpect forms a new group from gossip alone: once this many
+	// agents of the group are visible and none has Raft state, the one with
+	// the smallest node ID bootstraps the group with all of them. 0: off.
+	BootstrapExpect int
+	// ExpectGroups turns on sharding: the first ring is committed once this
+	// many groups are visible with leaders, and until then the agent
+	// serves no keys. 0: a standalone group that serves every key.
+	ExpectGroups int
+	// GroupWeight is this group's relative share of the keys (all agents of
+	// a group should agree; the leader's value is used).
+	GroupWeight float64
+	// RingMode is the CARP mode of the first ring: strong or spec.
+	RingMode string
 
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
@@ -96,10 +123,14 @@ type Raft struct {
 // DataDir still need values.
 func Default() Config {
 	return Config{
-		RaftBind:  "127.0.0.1:7000",
-		HTTPBind:  "127.0.0.1:8000",
-		LogLevel:  "info",
-		LogFormat: "text",
+		RaftBind:      "127.0.0.1:7000",
+		HTTPBind:      "127.0.0.1:8000",
+		GossipBind:    "127.0.0.1:7946",
+		GossipProfile: "lan",
+		GroupWeight:   1,
+		RingMode:      "strong",
+		LogLevel:      "info",
+		LogFormat:     "text",
 		Limits: Limits{
 			MaxKeyBytes:    4 << 10,
 			MaxValueBytes:  1 << 20,
@@ -147,6 +178,7 @@ func (c *Config) Validate() error {
 	}{
 		{"raft-addr", c.RaftBind, &c.RaftAdvertise, "raft-advertise", true},
 		{"http-addr", c.HTTPBind, &c.HTTPAdvertise, "http-advertise", true},
+		{"gossip-addr", c.GossipBind, &c.GossipAdvertise, "gossip-advertise", true},
 	} {
 		if err := checkHostPort(a.bind); err != nil {
 			return bad(a.name, "%v", err)
@@ -172,6 +204,29 @@ func (c *Config) Validate() error {
 	}
 	if c.Bootstrap && len(c.Join) > 0 {
 		return bad("bootstrap", "cannot be combined with --join: a new group is either formed here or joined")
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 9 {
+		return bad("bootstrap-expect", "%d is outside 0..9", c.BootstrapExpect)
+	}
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		return bad("bootstrap", "cannot be combined with --bootstrap-expect")
+	}
+	for _, j := range c.RetryJoin {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return bad("retry-join", "%q is not host:port", j)
+		}
+	}
+	if c.ExpectGroups < 0 {
+		return bad("expect-groups", "must not be negative")
+	}
+	if !(c.GroupWeight > 0) || c.GroupWeight > 1e6 {
+		return bad("group-weight", "%v must be positive and at most 1e6", c.GroupWeight)
+	}
+	if _, err := carp.ParseMode(c.RingMode); err != nil {
+		return bad("ring-mode", "%q is not strong or spec", c.RingMode)
+	}
+	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
+		return bad("gossip-profile", "%q is not lan or local", c.GossipProfile)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

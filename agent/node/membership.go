@@ -203,6 +203,7 @@ func (n *Node) Self() wire.AgentInfo {
 		AppliedIndex: st.AppliedIndex,
 		Keys:         st.Keys,
 		StorageBytes: st.Bytes,
+		RingEpoch:    st.Epoch,
 	}
 	if _, id := n.raft.LeaderWithID(); id != "" {
 		info.Leader = &wire.Leader{ID: string(id)}

@@ -144,10 +144,6 @@ func (n *Node) open() error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	if !hasState && !n.cfg.Bootstrap && len(n.cfg.Join) > 0 {
-		n.wg.Add(1)
-		go n.joinLoop()
-	}
 	return nil
 }
 

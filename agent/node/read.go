@@ -17,6 +17,9 @@ import (
 // Ownership is checked after the wait, under the ring applied at the read
 // index, exactly as a write at that index would be (invariant 3).
 func (n *Node) Get(ctx context.Context, key []byte, stale bool, ringEpoch uint64) (value []byte, version, index uint64, err error) {
+	if err := n.RingReady(); err != nil {
+		return nil, 0, 0, err
+	}
 	if !stale {
 		if index, err = n.ReadIndex(ctx); err != nil {
 			return nil, 0, 0, err

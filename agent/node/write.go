@@ -19,6 +19,11 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 	if n.raft.State() != raft.Leader {
 		return nil, n.notLeader()
 	}
+	if cmd.Op == store.OpPut || cmd.Op == store.OpDelete {
+		if err := n.RingReady(); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	enqueue := time.Until(deadline(ctx, time.Second))
 	f := n.raft.Apply(cmd.Marshal(), enqueue)

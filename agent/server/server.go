@@ -30,6 +30,7 @@ type Server struct {
 	node     *node.Node
 	limits   config.Limits
 	version  string
+	cluster  Membership // nil: no gossip view
 	log      *slog.Logger
 	engine   *gin.Engine
 	srv      *http.Server
@@ -40,8 +41,9 @@ type Server struct {
 }
 
 // New builds the server; Serve starts it. version is reported by
-// /v1/agent/self.
-func New(n *node.Node, limits config.Limits, version string, log *slog.Logger) *Server {
+// /v1/agent/self; cluster provides the gossip view for /v1/ring and
+// /v1/gossip/members.
+func New(n *node.Node, limits config.Limits, version string, cluster Membership, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -50,6 +52,7 @@ func New(n *node.Node, limits config.Limits, version string, log *slog.Logger) *
 		node:     n,
 		limits:   limits,
 		version:  version,
+		cluster:  cluster,
 		log:      log,
 		engine:   gin.New(),
 		inflight: make(chan struct{}, limits.MaxInFlight),
@@ -89,6 +92,9 @@ func New(n *node.Node, limits config.Limits, version string, log *slog.Logger) *
 	m.POST(wire.PathTransferLeadership, s.transfer)
 	m.GET(wire.PathHealth, func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	m.GET(wire.PathReady, s.ready)
+	m.GET(wire.PathRing, s.ring)
+	m.POST(wire.PathRing, s.setRing)
+	m.GET(wire.PathGossipMembers, s.members)
 	e.GET(wire.PathMetrics, gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
 	s.srv = &http.Server{

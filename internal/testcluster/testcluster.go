@@ -66,6 +66,7 @@ func FreePort(t testing.TB) string {
 type Node struct {
 	ID, Group          string
 	RaftAddr, HTTPAddr string
+	GossipAddr         string
 	DataDir, LogPath   string
 	Args               []string // extra flags, kept across restarts
 
@@ -90,7 +91,7 @@ type Cluster struct {
 // failover without spurious elections.
 var FastRaft = []string{
 	"--raft-heartbeat-timeout=300ms", "--raft-election-timeout=300ms",
-	"--raft-leader-lease-timeout=150ms", "--log-level=info",
+	"--raft-leader-lease-timeout=150ms", "--log-level=info", "--gossip-profile=local",
 }
 
 // Start launches a group of size agents (the first bootstraps, the others
@@ -104,7 +105,7 @@ func Start(t testing.TB, group string, size int, args ...string) *Cluster {
 		if i == 1 {
 			n.Args = append(n.Args, "--bootstrap")
 		} else {
-			n.Args = append(n.Args, "--join", c.Nodes[0].HTTPAddr)
+			n.Args = append(n.Args, "--join", c.Nodes[0].HTTPAddr, "--retry-join", c.Nodes[0].GossipAddr)
 		}
 		n.Start()
 	}
@@ -116,7 +117,7 @@ func Start(t testing.TB, group string, size int, args ...string) *Cluster {
 func (c *Cluster) AddNode(id string) *Node {
 	n := &Node{
 		ID: id, Group: c.Group, t: c.t, bin: AgentBinary(c.t),
-		RaftAddr: FreePort(c.t), HTTPAddr: FreePort(c.t),
+		RaftAddr: FreePort(c.t), HTTPAddr: FreePort(c.t), GossipAddr: FreePort(c.t),
 		DataDir: filepath.Join(c.Dir, id), LogPath: filepath.Join(c.Dir, id+".log"),
 		Args: append([]string{}, c.Args...),
 	}
@@ -136,7 +137,7 @@ func (n *Node) Start() {
 	}
 	args := append([]string{
 		"--node-id", n.ID, "--group", n.Group, "--data-dir", n.DataDir,
-		"--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
+		"--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr,
 	}, n.Args...)
 	cmd := exec.Command(n.bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -156,6 +156,7 @@ type AgentInfo struct {
 	AppliedIndex uint64  `json:"applied_index"`
 	Keys         int     `json:"keys"`
 	StorageBytes int64   `json:"storage_bytes"`
+	RingEpoch    uint64  `json:"ring_epoch"` // the ring epoch the group has applied here
 	Version      string  `json:"version"`
 }
 
