@@ -48,6 +48,14 @@ func TestValidateNamesTheBadSetting(t *testing.T) {
 		{func(c *Config) { c.Raft.MaxAppendEntries = 5000 }, "--raft-max-append-entries"},
 		{func(c *Config) { c.Raft.SnapshotThreshold = 0 }, "--raft-snapshot-threshold"},
 		{func(c *Config) { c.Raft.SnapshotRetain = 0 }, "--raft-snapshot-retain"},
+		{func(c *Config) { c.GossipBind = "0.0.0.0:7946" }, "--gossip-advertise"},
+		{func(c *Config) { c.GossipProfile = "wan" }, "--gossip-profile"},
+		{func(c *Config) { c.RetryJoin = []string{"host"} }, "--retry-join"},
+		{func(c *Config) { c.BootstrapExpect = -1 }, "--bootstrap-expect"},
+		{func(c *Config) { c.Bootstrap, c.BootstrapExpect = true, 3 }, "--bootstrap"},
+		{func(c *Config) { c.ExpectGroups = -2 }, "--expect-groups"},
+		{func(c *Config) { c.GroupWeight = 0 }, "--group-weight"},
+		{func(c *Config) { c.RingMode = "weak" }, "--ring-mode"},
 	} {
 		c := valid()
 		tc.mutate(&c)
