@@ -62,11 +62,14 @@ func (r *Runner) loop() {
 	tick := time.NewTicker(Interval)
 	defer tick.Stop()
 	for {
+		// Take the change channel before the step: a change during the
+		// step then wakes the next one at once.
+		changed := r.gossip.Changes()
 		r.step()
 		select {
 		case <-r.stop:
 			return
-		case <-r.gossip.Changes():
+		case <-changed:
 		case <-tick.C:
 		}
 	}
@@ -188,6 +191,9 @@ func (r *Runner) view() []Agent {
 	ms := r.gossip.Members()
 	out := make([]Agent, 0, len(ms))
 	for _, m := range ms {
+		if m.Meta.NodeID == "" {
+			continue // metadata we could not read: no basis for a decision
+		}
 		out = append(out, Agent{
 			ID: m.Meta.NodeID, Group: m.Meta.Group, HTTP: m.Meta.HTTPAddr, Raft: m.Meta.RaftAddr,
 			Weight: m.Meta.Weight, Alive: m.State == gossip.StateAlive, HasState: m.Meta.HasState,
