@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -228,6 +229,9 @@ func run(c *cli.Context, cfg config.Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("agent started", "raft", cfg.RaftAdvertise, "http", cfg.HTTPAdvertise, "version", version)
+	notifyReady(log)
+	stopWatchdog := make(chan struct{})
+	go watchdog(func() bool { return n.Raft().State() != raft.Shutdown }, stopWatchdog, log)
 
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -240,6 +244,8 @@ func run(c *cli.Context, cfg config.Config) error {
 	// Stop order: the cluster loop; Raft (a leader hands over leadership
 	// while the HTTP API still answers not_leader with the new leader);
 	// gossip, leaving the pool so others see "left", not "dead"; HTTP.
+	notifyStopping()
+	close(stopWatchdog)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	runner.Stop()
