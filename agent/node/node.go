@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/carpkv/carpkv/agent/config"
 	"github.com/carpkv/carpkv/agent/store"
@@ -79,7 +80,18 @@ func (n *Node) open() error {
 	}
 	// Log and stable store: bolt, fsync on every append (NoSync false), so
 	// an acknowledged write is on a quorum's disks (invariant 2).
-	if n.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")}); err != nil {
+	// Without NoFreelistSync bolt rewrites its whole freelist on every
+	// commit: measured ~70 KiB written per 256-byte put on a fresh log,
+	// growing past 200 KiB as the file fragments. The freelist is rebuilt
+	// by a scan at open instead (as etcd does).
+	if n.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(raftDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second, // a second agent on this dir fails, not hangs
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	}); err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
 	if n.logs, err = raft.NewLogCache(4096, n.bolt); err != nil {

@@ -212,8 +212,11 @@ func (s *Store) openDB(path string, create bool) (*bolt.DB, error) {
 		Timeout:         lockTimeout,
 		NoSync:          s.opts.NoSync,
 		InitialMmapSize: s.opts.InitialMmapSize,
-		// The hashmap freelist stays fast on large, fragmented files.
-		FreelistType: bolt.FreelistMapType,
+		// The hashmap freelist stays fast on large, fragmented files, and
+		// is not written on every commit (that costs more disk writes
+		// than the data itself); bbolt rebuilds it by a scan at open.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
