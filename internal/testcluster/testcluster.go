@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -347,4 +349,26 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// StaleGet reads key from n's local state (GET ?stale=true sent to n
+// itself, never redirected): what this member holds right now. found is
+// false on not_found; err reports anything else.
+func (n *Node) StaleGet(key string) (value string, found bool, err error) {
+	resp, err := httpc.Get("http://" + n.HTTPAddr + wire.KVPrefix + url.PathEscape(key) + "?stale=true")
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", false, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return string(body), true, nil
+	case http.StatusNotFound:
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("%s: HTTP %d: %s", n.ID, resp.StatusCode, body)
 }
