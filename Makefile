@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run lint clean carp-report carp-docs tools single-cluster
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,8 +32,15 @@ carp-docs: ## regenerate docs/carp/report.md and docs/carp/load.png
 single-cluster: build ## one 3-agent group from the shell: write, kill the leader, read (scripts/test-single-cluster.sh)
 	./scripts/test-single-cluster.sh
 
-run: build ## the main job (for now: the CARP ring report)
-	$(BIN)/carp-report
+run: build ## start a local cluster of 3 groups × 3 agents and run the demo (stop it: make down)
+	$(BIN)/carpkvctl local up --groups 3 --replicas 3 --fresh
+	$(BIN)/carpkvctl demo
+
+down: ## stop the local cluster of make run (its data is kept; bin/carpkvctl local down --purge deletes it)
+	$(BIN)/carpkvctl local down
+
+multi-cluster: build ## 3 groups × 3 agents from the shell: write, ring, status, kill a leader, read (scripts/test-multiple-clusters.sh)
+	./scripts/test-multiple-clusters.sh
 
 tools: $(TOOLS)/staticcheck
 

@@ -21,13 +21,17 @@ var version = "dev"
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	json           bool // --output json; known once the global flags are parsed
+	json           bool   // --output json; known once the global flags are parsed
+	prog           string // how carpkvctl was invoked (args[0]), for hints
 }
 
 // run runs the CLI with args (args[0] is the program name) and returns the
 // process exit code. Tests call it in-process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) > 0 {
+		e.prog = args[0]
+	}
 	app := e.newApp()
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	if err != nil {
@@ -39,17 +43,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (e *env) newApp() *cli.App {
 	app := &cli.App{
 		Name:      "carpkvctl",
-		Usage:     "operate a carpkv cluster: keys, status, membership",
+		Usage:     "operate a carpkv cluster: keys, status, ring, membership, local clusters",
 		UsageText: "carpkvctl [global options] command [command options] [arguments...]",
 		Version:   version,
 		Description: `carpkvctl talks to carpkv agents over their HTTP API. Give it the HTTP
-address of one or more agents of a group (--addr, or CARPKV_ADDR); it finds
-the leader by itself and retries what is safe to retry.
+address of one or more agents, of any group (--addr, or CARPKV_ADDR); without
+either it uses the local cluster started by "carpkvctl local up". It fetches
+the ring, sends each key to its owner group's leader, and retries what is
+safe to retry.
 
 Examples:
-   export CARPKV_ADDR=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
+   carpkvctl local up --groups 3 --replicas 3    # a local 3×3 cluster
    carpkvctl put greeting hello
    carpkvctl get greeting
+   carpkvctl ring owner greeting
+   export CARPKV_ADDR=10.0.0.1:7101,10.0.0.2:7101   # or a remote one
    echo -n '{"n":1}' | carpkvctl put config/app -
    carpkvctl get greeting --output json
    carpkvctl status
@@ -68,7 +76,7 @@ one JSON object in the API's error shape:
 				Name:    "addr",
 				Aliases: []string{"a"},
 				EnvVars: []string{"CARPKV_ADDR"},
-				Usage:   "HTTP `HOST:PORT` of an agent; repeat or comma-separate for several agents of the group",
+				Usage:   "HTTP `HOST:PORT` of an agent (any group); repeat or comma-separate for several (default: the local cluster)",
 			},
 			&cli.StringFlag{
 				Name:    "output",
@@ -90,7 +98,8 @@ one JSON object in the API's error shape:
 		Commands: []*cli.Command{
 			e.putCommand(), e.getCommand(), e.deleteCommand(), e.casCommand(),
 			e.membersCommand(), e.joinCommand(), e.removeCommand(), e.transferCommand(),
-			e.statusCommand(),
+			e.statusCommand(), e.benchCommand(),
+			e.ringCommand(), e.localCommand(), e.demoCommand(),
 		},
 		Before:       e.before,
 		Action:       e.noCommand,
@@ -141,12 +150,13 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 }
 
 // resolveAddrs is the single place that decides which agents a command
-// talks to: --addr (repeatable, comma-separated) or CARPKV_ADDR. Discovery
-// of a running local cluster will be added here.
+// talks to: --addr (repeatable, comma-separated), else CARPKV_ADDR, else
+// the running local cluster (its state file, see localAddrs), else a usage
+// error saying how to give one.
 func resolveAddrs(c *cli.Context) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
-	for _, v := range c.StringSlice("addr") {
+	for _, v := range c.StringSlice("addr") { // the flag, or CARPKV_ADDR
 		for _, a := range strings.Split(v, ",") {
 			a = strings.TrimSpace(a)
 			if a != "" && !seen[a] {
@@ -155,10 +165,18 @@ func resolveAddrs(c *cli.Context) ([]string, error) {
 			}
 		}
 	}
-	if len(out) == 0 {
-		return nil, &usageError{msg: "no agent address: pass --addr HOST:PORT or set CARPKV_ADDR", cmd: c.Command.Name}
+	if len(out) > 0 {
+		return out, nil
 	}
-	return out, nil
+	addrs, why := localAddrs()
+	if len(addrs) > 0 {
+		return addrs, nil
+	}
+	msg := "no agent address: pass --addr HOST:PORT, set CARPKV_ADDR, or start a local cluster with 'carpkvctl local up'"
+	if why != "" {
+		msg += " (" + why + ")"
+	}
+	return nil, &usageError{msg: msg, cmd: c.Command.Name}
 }
 
 // session is what a command needs to talk to the cluster: a client and a

@@ -23,6 +23,14 @@ func TestReorderArgsMovesFlagsBeforeArguments(t *testing.T) {
 		{"unknown x --y", "unknown x --y"},
 		{"--timeout 1s", "--timeout 1s"},
 		{"join --id n4 --nonvoter --raft-addr r:1", "join --id n4 --nonvoter --raft-addr r:1"},
+		{"local up --groups 3 --fresh", "local up --groups 3 --fresh"},
+		{"local up --dir d -g 2", "local --dir d up -g 2"},
+		{"local --dir d kill g1-n1 -o json", "-o json local --dir d kill g1-n1"},
+		{"local logs g1-n1 -n 5", "local logs -n 5 g1-n1"},
+		{"ring owner k --timeout 1s", "--timeout 1s ring owner k"},
+		{"ring owner -- -k", "ring owner -- -k"},
+		{"ring owner show", "ring owner show"},
+		{"local up --bogus", "local up --bogus"},
 	}
 	for _, tt := range tests {
 		got := reorderArgs(app, append([]string{"carpkvctl"}, strings.Fields(tt.in)...))

@@ -228,47 +228,6 @@ func TestMembershipCommands(t *testing.T) {
 	}
 }
 
-func TestStatusShowsUnreachableMembers(t *testing.T) {
-	g := cluster(t, 3)
-	g.AddMember(wire.Server{ID: "n4", RaftAddr: "127.0.0.1:17004", HTTPAddr: deadAddr(t), Suffrage: "Voter"})
-	r := runCLI(t, "", "status")
-	mustSucceed(t, r)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 6 || !strings.HasPrefix(lines[0], "GROUP g1  leader n1") {
-		t.Fatalf("status printed:\n%s", r.stdout)
-	}
-	for i, id := range []string{"n1", "n2", "n3", "n4"} {
-		if !strings.HasPrefix(lines[2+i], id+" ") {
-			t.Fatalf("row %d is not %s:\n%s", i, id, r.stdout)
-		}
-	}
-	if !strings.Contains(lines[2], "Leader") || !strings.Contains(lines[2], "ready") || !strings.Contains(lines[5], "unreachable") {
-		t.Fatalf("status printed:\n%s", r.stdout)
-	}
-
-	r = runCLI(t, "", "status", "-o", "json")
-	mustSucceed(t, r)
-	var st struct {
-		Groups []groupStatus `json:"groups"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Groups) != 1 || len(st.Groups[0].Members) != 4 {
-		t.Fatalf("status -o json printed %q (%v)", r.stdout, err)
-	}
-	if m := st.Groups[0].Members[3]; m.ID != "n4" || m.Reachable || m.Error == "" {
-		t.Fatalf("n4 = %+v, want unreachable with an error", m)
-	}
-}
-
-func TestStatusWithoutALeaderShowsNotReady(t *testing.T) {
-	g := cluster(t, 2)
-	g.SetLeader(-1)
-	r := runCLI(t, "", "--timeout", "500ms", "status")
-	mustSucceed(t, r)
-	if !strings.Contains(r.stdout, "no leader known") || strings.Count(r.stdout, "not ready: no leader") != 2 {
-		t.Fatalf("status printed:\n%s", r.stdout)
-	}
-}
-
 func TestAddrFlagOverridesTheEnvironment(t *testing.T) {
 	g := cluster(t, 1)
 	t.Setenv("CARPKV_ADDR", deadAddr(t))

@@ -1,11 +1,15 @@
 // Command carpkvctl is the operator CLI of carpkv: reads and writes keys,
-// shows the state of a group and changes its membership, through kvclient
-// and the agents' management API (docs/api.md).
+// shows the state of the cluster and its ring, changes a group's
+// membership and runs local clusters, through kvclient and the agents'
+// management API (docs/api.md).
 //
-// The command tree is in app.go, one file per concern: kv.go (put, get,
-// delete, cas), membership.go (members, join, remove, transfer-leader),
-// status.go, output.go (tables and JSON) and exit.go (exit codes, error
-// output).
+// The command tree is in app.go (with resolveAddrs, the one place that
+// picks the agents), one file per concern: kv.go (put, get, delete, cas),
+// membership.go (members, join, remove, transfer-leader), status.go,
+// ring.go (ring show, ring owner), local.go (local up, status, down, kill,
+// start, logs; processes in ctl/localcluster), demo.go, bench.go,
+// output.go and statusline.go (tables, JSON, progress) and exit.go (exit
+// codes, error output).
 package main
 
 import (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -18,14 +19,23 @@ import (
 func (e *env) statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "show every member of the group: state, indexes, keys, health",
+		Usage:     "show every group and member of the cluster: leaders, health, indexes, ring epoch, gossip, keys",
 		UsageText: "carpkvctl status",
-		Description: `Asks every member of the group (the agents given with --addr and every member
-of the Raft configuration) about itself, and prints one table per group:
-node ID, HTTP address, Raft state, leader mark, term, commit and applied
-index, key count, storage size and health (from /v1/ready). A member that
-cannot be reached is shown as unreachable; the command still succeeds
-unless no agent at all answers (exit 4).
+		Description: `Asks the agents for the ring (groups, weights, target shares), the gossip
+pool (every agent, alive or not), each group's Raft configuration, and every
+member about itself, then prints:
+
+  - the ring: epoch, mode, number of groups and of ready agents;
+  - one row per group: its leader, the keys it holds (the leader's count),
+    their share of all keys next to the CARP target share, and how many of
+    its members are ready;
+  - one row per member: group, ID, HTTP address, role (leader, follower,
+    candidate), health (/v1/ready), term, applied index, the ring epoch it
+    acts under, its gossip state (alive, suspect, dead, left), keys and
+    storage size.
+
+A member that cannot be reached is shown as unreachable; the command still
+succeeds unless no agent at all answers (exit 4).
 
 Examples:
    carpkvctl status
@@ -36,25 +46,48 @@ Examples:
 
 // memberStatus is one member as status shows it.
 type memberStatus struct {
+	Group     string          `json:"group"`
 	ID        string          `json:"id"`
 	HTTPAddr  string          `json:"http_addr"`
 	RaftAddr  string          `json:"raft_addr,omitempty"`
-	Suffrage  string          `json:"suffrage,omitempty"`
+	Suffrage  string          `json:"suffrage,omitempty"` // from the Raft configuration
+	Gossip    string          `json:"gossip,omitempty"`   // alive, suspect, dead, left; "" if gossip does not know it
 	Reachable bool            `json:"reachable"`
 	Error     string          `json:"error,omitempty"` // why it is unreachable
 	Ready     bool            `json:"ready"`
 	NotReady  string          `json:"not_ready,omitempty"` // why it is not ready
 	Agent     *wire.AgentInfo `json:"agent,omitempty"`     // what it says about itself
-	confLead  bool            // the configuration marks it leader
+	hintLead  bool            // the configuration or gossip says it leads
+	probed    bool
 }
 
-// groupStatus is one group's table.
+// groupStatus is one group.
 type groupStatus struct {
-	Group              string         `json:"group"`
+	Group  string  `json:"group"`
+	InRing bool    `json:"in_ring"` // listed by the committed ring
+	Weight float64 `json:"weight,omitempty"`
+	// TargetShare is the CARP target fraction of keys (the ring's);
+	// Share the group's fraction of the keys all groups hold.
+	TargetShare        float64        `json:"target_share,omitempty"`
+	Keys               *int           `json:"keys,omitempty"` // the leader's count; absent if no leader answered
+	Share              float64        `json:"share"`
 	Leader             string         `json:"leader,omitempty"`
 	ConfigurationIndex uint64         `json:"configuration_index,omitempty"`
 	ConfigurationError string         `json:"configuration_error,omitempty"`
 	Members            []memberStatus `json:"members"`
+}
+
+// clusterStatus is the whole of `status`.
+type clusterStatus struct {
+	Ring      *ringSummary  `json:"ring,omitempty"`
+	RingError string        `json:"ring_error,omitempty"`
+	Groups    []groupStatus `json:"groups"`
+}
+
+type ringSummary struct {
+	Epoch uint64 `json:"epoch"`
+	Mode  string `json:"mode"`
+	From  string `json:"from"` // the group of the agent that answered
 }
 
 func (e *env) status(c *cli.Context) error {
@@ -66,101 +99,269 @@ func (e *env) status(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	groups, err := collectStatus(s.ctx, s.kv)
+	st, err := collectStatus(s.ctx, s.kv)
 	if e.json {
-		if werr := writeJSON(e.stdout, struct {
-			Groups []groupStatus `json:"groups"`
-		}{groups}); werr != nil {
+		if werr := writeJSON(e.stdout, st); werr != nil {
 			return werr
 		}
-	} else if werr := printStatus(e.stdout, groups); werr != nil {
+	} else if werr := printStatus(e.stdout, st); werr != nil {
 		return werr
 	}
 	return err
 }
 
-// collectStatus probes the seed agents, then every member of the
-// configuration they report. The error is set only if no agent answered.
-func collectStatus(ctx context.Context, kv *kvclient.Client) ([]groupStatus, error) {
+// collectStatus probes the seed agents, asks one that answers for the ring
+// and the gossip pool, asks each group for its Raft configuration, and
+// probes every member found. The error is set only if no agent answered.
+func collectStatus(ctx context.Context, kv *kvclient.Client) (*clusterStatus, error) {
 	seeds := probeAll(ctx, kv, kv.Addrs())
-	up := false
+	var answered []string
 	for _, m := range seeds {
-		up = up || m.Reachable
-	}
-	if !up {
-		return []groupStatus{{Group: "?", Members: seeds}},
-			fmt.Errorf("%w: no agent answered (%s)", kvclient.ErrUnavailable, strings.Join(kv.Addrs(), ", "))
-	}
-
-	grp := groupStatus{}
-	used := make([]bool, len(seeds)) // seed i is shown as a configuration member
-	conf, err := kv.Configuration(ctx)
-	if err != nil {
-		grp.ConfigurationError = strings.TrimPrefix(err.Error(), "kvclient: ")
-		grp.Members = seeds
-		for i := range used {
-			used[i] = true
-		}
-	} else {
-		grp.ConfigurationIndex = conf.Index
-		grp.Members = make([]memberStatus, len(conf.Servers))
-		var toProbe []string
-		var at []int
-		for i, srv := range conf.Servers {
-			m := memberStatus{ID: srv.ID, HTTPAddr: srv.HTTPAddr, Error: errNoHTTPAddr}
-			// The same node may be known by another spelling of its address.
-			for j, sd := range seeds {
-				if !used[j] && (sd.HTTPAddr == srv.HTTPAddr || sd.Agent != nil && sd.Agent.ID == srv.ID) {
-					m, used[j] = sd, true
-					break
-				}
-			}
-			if m.Error == errNoHTTPAddr && srv.HTTPAddr != "" {
-				toProbe, at = append(toProbe, srv.HTTPAddr), append(at, i)
-			}
-			m.ID, m.RaftAddr, m.Suffrage, m.confLead = srv.ID, srv.RaftAddr, srv.Suffrage, srv.Leader
-			grp.Members[i] = m
-		}
-		for k, p := range probeAll(ctx, kv, toProbe) {
-			m := &grp.Members[at[k]]
-			p.ID, p.RaftAddr, p.Suffrage, p.confLead = m.ID, m.RaftAddr, m.Suffrage, m.confLead
-			*m = p
+		if m.Reachable {
+			answered = append(answered, m.HTTPAddr)
 		}
 	}
-	for _, m := range grp.Members {
-		if grp.Group == "" && m.Agent != nil {
-			grp.Group = m.Agent.Group
-		}
-		if m.Agent != nil && m.Agent.State == "Leader" || m.Agent == nil && m.confLead {
-			grp.Leader = m.ID
-		}
-	}
-	if grp.Group == "" {
-		grp.Group = "?"
+	st := &clusterStatus{}
+	if len(answered) == 0 {
+		st.Groups = []groupStatus{{Group: "?", Members: seeds}}
+		return st, fmt.Errorf("%w: no agent answered (%s)", kvclient.ErrUnavailable, strings.Join(kv.Addrs(), ", "))
 	}
 
-	// Seeds outside the configuration: with the group they name, or in a
-	// table of their own (another group, or unreachable: "?").
-	groups := []groupStatus{grp}
-	for i, m := range seeds {
-		if used[i] {
+	b := newStatusBuilder()
+	var ring *wire.Ring
+	for _, a := range answered {
+		r, err := kv.RingAt(ctx, a)
+		if err == nil {
+			ring = r
+			break
+		}
+		st.RingError = strings.TrimPrefix(err.Error(), "kvclient: ")
+	}
+	if ring != nil {
+		st.RingError = ""
+		st.Ring = &ringSummary{Epoch: ring.Epoch, Mode: ring.Mode, From: ring.From}
+		for _, g := range ring.Groups {
+			gs := b.group(g.ID)
+			gs.InRing, gs.Weight, gs.TargetShare = true, g.Weight, g.Share
+			for _, m := range g.Members {
+				b.member(g.ID, m.ID, m.HTTPAddr, func(ms *memberStatus) {
+					ms.RaftAddr = m.RaftAddr
+					ms.Gossip = gossipState(m.State)
+					ms.hintLead = ms.hintLead || m.Leader && m.State != "dead" && m.State != "left"
+				})
+			}
+		}
+	}
+	for _, a := range answered {
+		ms, err := kv.GossipMembers(ctx, a)
+		if err != nil {
+			continue // an agent without gossip: the ring and configurations suffice
+		}
+		for _, m := range ms {
+			b.member(m.Group, m.ID, m.HTTPAddr, func(x *memberStatus) {
+				x.RaftAddr = m.RaftAddr
+				x.Gossip = gossipState(m.State)
+			})
+		}
+		break
+	}
+	// Seeds are members too, whatever the ring says.
+	for _, sd := range seeds {
+		if sd.Agent != nil {
+			p := sd
+			b.member(sd.Agent.Group, sd.Agent.ID, sd.HTTPAddr, func(x *memberStatus) { b.setProbe(x, p) })
+		}
+	}
+	b.probeMissing(ctx, kv)
+
+	// Each group's Raft configuration, from a member that answers: it
+	// lists members gossip may not know (or no longer knows).
+	var wg sync.WaitGroup
+	confs := make([]*wire.Configuration, len(b.groups))
+	confErrs := make([]error, len(b.groups))
+	for i, g := range b.groups {
+		var from string
+		for _, m := range g.Members {
+			if m.Reachable && (from == "" || m.Agent.State == "Leader") {
+				from = m.HTTPAddr
+			}
+		}
+		if from == "" {
 			continue
 		}
-		name := "?"
-		if m.Agent != nil {
-			name = m.Agent.Group
-		}
-		k := slices.IndexFunc(groups, func(g groupStatus) bool { return g.Group == name })
-		if k < 0 {
-			groups = append(groups, groupStatus{Group: name})
-			k = len(groups) - 1
-		}
-		groups[k].Members = append(groups[k].Members, m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			confs[i], confErrs[i] = kv.ConfigurationAt(ctx, from)
+		}()
 	}
-	return groups, nil
+	wg.Wait()
+	for i := range b.groups {
+		g := b.groups[i]
+		if confErrs[i] != nil {
+			g.ConfigurationError = strings.TrimPrefix(confErrs[i].Error(), "kvclient: ")
+		}
+		if confs[i] == nil {
+			continue
+		}
+		g.ConfigurationIndex = confs[i].Index
+		for _, srv := range confs[i].Servers {
+			b.member(g.Group, srv.ID, srv.HTTPAddr, func(x *memberStatus) {
+				x.Suffrage = srv.Suffrage
+				if x.RaftAddr == "" {
+					x.RaftAddr = srv.RaftAddr
+				}
+				x.hintLead = x.hintLead || srv.Leader
+				if srv.HTTPAddr == "" && x.HTTPAddr == "" && !x.probed {
+					x.Error, x.probed = errNoHTTPAddr, true
+				}
+			})
+		}
+	}
+	b.probeMissing(ctx, kv)
+
+	// Seeds that answered as nobody's member, or did not answer: a group "?".
+	for _, sd := range seeds {
+		if sd.Agent == nil && !b.knows(sd.HTTPAddr) {
+			gs := b.group("?")
+			gs.Members = append(gs.Members, sd)
+		}
+	}
+	st.Groups = b.finish()
+	return st, nil
 }
 
 const errNoHTTPAddr = "no HTTP address registered"
+
+func gossipState(s string) string {
+	if s == "unknown" {
+		return "" // listed from the Raft configuration, not seen by gossip
+	}
+	return s
+}
+
+// statusBuilder merges what the ring, gossip, configurations and the
+// members themselves say, one memberStatus per (group, node ID).
+type statusBuilder struct {
+	groups []*groupStatus
+}
+
+func newStatusBuilder() *statusBuilder { return &statusBuilder{} }
+
+func (b *statusBuilder) group(id string) *groupStatus {
+	for _, g := range b.groups {
+		if g.Group == id {
+			return g
+		}
+	}
+	g := &groupStatus{Group: id}
+	b.groups = append(b.groups, g)
+	return g
+}
+
+// member finds or adds member id of group and lets set update it.
+func (b *statusBuilder) member(group, id, httpAddr string, set func(*memberStatus)) {
+	if group == "" {
+		group = "?"
+	}
+	g := b.group(group)
+	for i := range g.Members {
+		m := &g.Members[i]
+		if m.ID == id || id == "" && httpAddr != "" && m.HTTPAddr == httpAddr {
+			if m.HTTPAddr == "" {
+				m.HTTPAddr = httpAddr
+			}
+			set(m)
+			return
+		}
+	}
+	g.Members = append(g.Members, memberStatus{Group: group, ID: id, HTTPAddr: httpAddr})
+	set(&g.Members[len(g.Members)-1])
+}
+
+func (b *statusBuilder) knows(httpAddr string) bool {
+	for _, g := range b.groups {
+		for _, m := range g.Members {
+			if m.HTTPAddr == httpAddr {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// setProbe copies what a probe found into x, keeping what others said.
+func (b *statusBuilder) setProbe(x *memberStatus, p memberStatus) {
+	x.probed, x.Reachable, x.Error, x.Ready, x.NotReady, x.Agent = true, p.Reachable, p.Error, p.Ready, p.NotReady, p.Agent
+	if p.Agent != nil && x.RaftAddr == "" {
+		x.RaftAddr = p.Agent.RaftAddr
+	}
+}
+
+// probeMissing probes, in parallel, every member not probed yet.
+func (b *statusBuilder) probeMissing(ctx context.Context, kv *kvclient.Client) {
+	var todo []*memberStatus
+	var addrs []string
+	for _, g := range b.groups {
+		for i := range g.Members {
+			m := &g.Members[i]
+			if m.probed {
+				continue
+			}
+			if m.HTTPAddr == "" {
+				m.probed, m.Error = true, errNoHTTPAddr
+				continue
+			}
+			todo, addrs = append(todo, m), append(addrs, m.HTTPAddr)
+		}
+	}
+	for i, p := range probeAll(ctx, kv, addrs) {
+		b.setProbe(todo[i], p)
+	}
+}
+
+// finish sorts groups (ring groups in ring order, then the others by ID)
+// and members, and fills each group's leader, keys and share.
+func (b *statusBuilder) finish() []groupStatus {
+	out := make([]groupStatus, 0, len(b.groups))
+	total := 0
+	for _, g := range b.groups {
+		sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].ID < g.Members[j].ID })
+		var hinted string
+		for _, m := range g.Members {
+			if m.Agent != nil && m.Agent.State == "Leader" {
+				g.Leader = m.ID
+				keys := m.Agent.Keys
+				g.Keys = &keys
+			}
+			if m.hintLead && m.Agent == nil {
+				hinted = m.ID
+			}
+		}
+		if g.Leader == "" {
+			g.Leader = hinted
+		}
+		if g.Keys != nil {
+			total += *g.Keys
+		}
+		out = append(out, *g)
+	}
+	for i := range out {
+		if out[i].Keys != nil && total > 0 {
+			out[i].Share = float64(*out[i].Keys) / float64(total)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].InRing != out[j].InRing {
+			return out[i].InRing
+		}
+		if !out[i].InRing {
+			return out[i].Group < out[j].Group
+		}
+		return false
+	})
+	return out
+}
 
 // probeAll asks each agent about itself and whether it is ready, in
 // parallel, each once.
@@ -179,13 +380,13 @@ func probeAll(ctx context.Context, kv *kvclient.Client, addrs []string) []member
 }
 
 func probe(ctx context.Context, kv *kvclient.Client, addr string) memberStatus {
-	m := memberStatus{ID: "?", HTTPAddr: addr}
+	m := memberStatus{ID: "?", HTTPAddr: addr, probed: true}
 	info, err := kv.Self(ctx, addr)
 	if err != nil {
 		m.Error = strings.TrimPrefix(err.Error(), "kvclient: ")
 		return m
 	}
-	m.Reachable, m.Agent, m.ID, m.RaftAddr = true, info, info.ID, info.RaftAddr
+	m.Reachable, m.Agent, m.ID, m.RaftAddr, m.Group = true, info, info.ID, info.RaftAddr, info.Group
 	if err := kv.Ready(ctx, addr); err != nil {
 		var ae *kvclient.Error
 		if errors.As(err, &ae) {
@@ -202,57 +403,116 @@ func probe(ctx context.Context, kv *kvclient.Client, addr string) memberStatus {
 	return m
 }
 
-func printStatus(w io.Writer, groups []groupStatus) error {
-	for i, g := range groups {
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
-		head := "GROUP " + g.Group
-		if g.Leader != "" {
-			head += "  leader " + g.Leader
-		} else {
-			head += "  no leader known"
-		}
-		if g.ConfigurationIndex != 0 {
-			head += fmt.Sprintf("  configuration index %d", g.ConfigurationIndex)
-		}
-		if g.ConfigurationError != "" {
-			head += "  (configuration unavailable: " + g.ConfigurationError + ")"
-		}
-		fmt.Fprintln(w, head)
-		var rows [][]string
+func printStatus(w io.Writer, st *clusterStatus) error {
+	agents, ready := 0, 0
+	for _, g := range st.Groups {
 		for _, m := range g.Members {
-			rows = append(rows, statusRow(m))
-		}
-		if err := writeTable(w, []string{"ID", "HTTP ADDR", "STATE", "LEADER", "TERM", "COMMIT", "APPLIED", "KEYS", "STORAGE", "HEALTH"}, rows); err != nil {
-			return err
+			agents++
+			if m.Ready {
+				ready++
+			}
 		}
 	}
-	return nil
+	switch {
+	case st.Ring != nil && st.Ring.Epoch == 0:
+		fmt.Fprintf(w, "ring: none committed (standalone group %s serves every key)", st.Ring.From)
+	case st.Ring != nil:
+		fmt.Fprintf(w, "ring: epoch %d, mode %s, %d groups", st.Ring.Epoch, st.Ring.Mode, countInRing(st.Groups))
+	default:
+		fmt.Fprintf(w, "ring: unknown (%s)", st.RingError)
+	}
+	fmt.Fprintf(w, "; %d/%d agents ready\n\n", ready, agents)
+
+	var rows [][]string
+	for _, g := range st.Groups {
+		up := 0
+		for _, m := range g.Members {
+			if m.Ready {
+				up++
+			}
+		}
+		leader := g.Leader
+		if leader == "" {
+			leader = "no leader known"
+		}
+		keys, share, target := "", "", ""
+		if g.Keys != nil {
+			keys = fmt.Sprint(*g.Keys)
+			if g.Share > 0 || *g.Keys == 0 && anyKeys(st.Groups) {
+				share = percent(g.Share)
+			}
+		}
+		if g.InRing {
+			target = percent(g.TargetShare)
+		} else if st.Ring != nil {
+			target = "not in ring"
+		}
+		extra := ""
+		if g.ConfigurationError != "" {
+			extra = "configuration: " + g.ConfigurationError
+		}
+		rows = append(rows, []string{g.Group, leader, keys, share, target, fmt.Sprintf("%d/%d ready", up, len(g.Members)), extra})
+	}
+	header := []string{"GROUP", "LEADER", "KEYS", "SHARE", "TARGET", "MEMBERS", "NOTE"}
+	if !slices.ContainsFunc(rows, func(r []string) bool { return r[len(r)-1] != "" }) {
+		header = header[:len(header)-1]
+		for i := range rows {
+			rows[i] = rows[i][:len(rows[i])-1]
+		}
+	}
+	if err := writeTable(w, header, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	rows = rows[:0]
+	for _, g := range st.Groups {
+		for _, m := range g.Members {
+			rows = append(rows, statusRow(g.Group, m))
+		}
+	}
+	return writeTable(w, []string{"GROUP", "ID", "HTTP ADDR", "ROLE", "HEALTH", "TERM", "APPLIED", "EPOCH", "GOSSIP", "KEYS", "STORAGE"}, rows)
 }
 
-func statusRow(m memberStatus) []string {
+func anyKeys(gs []groupStatus) bool {
+	for _, g := range gs {
+		if g.Keys != nil && *g.Keys > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func countInRing(gs []groupStatus) int {
+	n := 0
+	for _, g := range gs {
+		if g.InRing {
+			n++
+		}
+	}
+	return n
+}
+
+func statusRow(group string, m memberStatus) []string {
 	if m.Agent == nil {
-		lead := ""
-		if m.confLead {
-			lead = "*"
+		role := ""
+		if m.hintLead {
+			role = "leader?"
 		}
 		health := "unreachable"
 		if m.Error == errNoHTTPAddr {
 			health = "unknown: " + m.Error
 		}
-		return []string{m.ID, m.HTTPAddr, "", lead, "", "", "", "", "", health}
+		return []string{group, m.ID, m.HTTPAddr, role, health, "", "", "", m.Gossip, "", ""}
 	}
 	a := m.Agent
-	lead := ""
-	if a.State == "Leader" {
-		lead = "*"
-	}
 	health := "ready"
 	if !m.Ready {
 		health = "not ready: " + m.NotReady
 	}
 	u := wire.FormatUint
-	return []string{m.ID, m.HTTPAddr, a.State, lead, u(a.Term), u(a.CommitIndex), u(a.AppliedIndex),
-		fmt.Sprint(a.Keys), humanBytes(a.StorageBytes), health}
+	return []string{group, m.ID, m.HTTPAddr, strings.ToLower(a.State), health, u(a.Term), u(a.AppliedIndex),
+		u(a.RingEpoch), m.Gossip, fmt.Sprint(a.Keys), humanBytes(a.StorageBytes)}
 }
+
+// percent renders a fraction as a percentage.
+func percent(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }

@@ -36,6 +36,36 @@ func (c *Client) Ready(ctx context.Context, addr string) error {
 	return c.once(ctx, addr, "ready", wire.PathReady, nil)
 }
 
+// RingAt returns the ring as the agent at addr answers it (GET /v1/ring),
+// once, without installing it for routing.
+func (c *Client) RingAt(ctx context.Context, addr string) (*wire.Ring, error) {
+	var r wire.Ring
+	if err := c.once(ctx, addr, "ring", wire.PathRing, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// GossipMembers returns every agent the gossip pool of the agent at addr
+// has seen, alive or not (advisory).
+func (c *Client) GossipMembers(ctx context.Context, addr string) ([]wire.Member, error) {
+	var m wire.Members
+	if err := c.once(ctx, addr, "gossip members", wire.PathGossipMembers, &m); err != nil {
+		return nil, err
+	}
+	return m.Members, nil
+}
+
+// ConfigurationAt returns the Raft configuration of the group of the agent
+// at addr, as that agent knows it.
+func (c *Client) ConfigurationAt(ctx context.Context, addr string) (*wire.Configuration, error) {
+	var conf wire.Configuration
+	if err := c.once(ctx, addr, "configuration", wire.PathRaftConfiguration, &conf); err != nil {
+		return nil, err
+	}
+	return &conf, nil
+}
+
 // once is one GET to one agent, decoded into out if out is not nil.
 func (c *Client) once(ctx context.Context, addr, op, path string, out any) error {
 	if c.closed.Load() {
@@ -53,8 +83,10 @@ func (c *Client) once(ctx context.Context, addr, op, path string, out any) error
 	return decodeJSON(cl, rep, out)
 }
 
-// Configuration returns the group's Raft configuration, asked of the
-// leader when known (any member answers, possibly behind).
+// Configuration returns the Raft configuration of the seeds' group
+// (Config.Addrs), asked of its leader when known (any member answers,
+// possibly behind). Join, Remove and TransferLeadership go to that group
+// too.
 func (c *Client) Configuration(ctx context.Context) (*wire.Configuration, error) {
 	cl := &call{op: "configuration", method: http.MethodGet, path: wire.PathRaftConfiguration, idempotent: true}
 	rep, err := c.group.do(ctx, cl)

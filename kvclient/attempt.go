@@ -38,6 +38,16 @@ type call struct {
 	// idempotent: sending the request twice has the effect of sending it
 	// once, so it may be resent after it might have reached an agent.
 	idempotent bool
+	// routed: the call is sent to its key's owner group, and is rerouted
+	// by the Client when the ring may be wrong (wrong_group, stale_ring,
+	// no member reachable). Management calls are not.
+	routed bool
+	// epoch is the ring epoch the call was routed by, sent in
+	// HeaderRingEpoch when positive; set before each routing.
+	epoch uint64
+	// attempts counts the HTTP exchanges of the whole call, over every
+	// group it was routed to (Config.MaxAttempts bounds it).
+	attempts int
 }
 
 // reply is a 2xx answer.
@@ -95,6 +105,11 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call) (*reply, er
 		return nil, invalidArgf("kvclient: %s: %v", cl.op, err)
 	}
 	req.Header.Set("User-Agent", userAgent)
+	if cl.epoch > 0 {
+		// The group refuses the key (wrong_group, stale_ring) unless it
+		// owns it under this epoch: DESIGN invariant 3.
+		req.Header.Set(wire.HeaderRingEpoch, wire.FormatUint(cl.epoch))
+	}
 	if cl.json {
 		req.Header.Set("Content-Type", "application/json")
 	} else if cl.body != nil {

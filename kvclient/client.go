@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,9 +23,17 @@ type Client struct {
 	traced bool            // http's transport reports connection and write events
 	log    *slog.Logger
 
-	// group serves every key today. Ring routing will replace it with a
-	// ring and one groupClient per group, picked by groupFor.
+	// group is the seeds' group: management calls (Configuration, Join,
+	// Remove, TransferLeadership) go to it.
 	group *groupClient
+
+	// rt is the ring keys are routed by (ring.go): nil until the first
+	// call fetches it, then swapped whole by refreshes. rmu serialises
+	// installs and guards fetching, the fetch in flight.
+	rt       atomic.Pointer[routing]
+	rmu      sync.Mutex
+	fetching *ringFetch
+	rr       atomic.Uint32 // rotates refresh candidates
 
 	closed atomic.Bool
 	done   chan struct{} // closed by Close: cuts backoffs short
@@ -57,7 +66,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.traced = true
 	}
-	c.group = newGroupClient(c, cfg.Addrs)
+	c.group = newGroupClient(c, "", cfg.Addrs)
 	return c, nil
 }
 
@@ -97,12 +106,18 @@ func (c *Client) Close() error {
 // Addrs returns the configured agent addresses, normalised.
 func (c *Client) Addrs() []string { return append([]string(nil), c.cfg.Addrs...) }
 
-// Leader returns the address of the leader the Client last talked to, or
-// "" if it knows none.
-func (c *Client) Leader() string { return c.group.cachedLeader() }
-
-// groupFor is the group that owns key. Ring routing (CARP) goes here.
-func (c *Client) groupFor([]byte) *groupClient { return c.group }
+// Leader returns the HTTP address of the leader the Client last talked to
+// in a standalone group (ring epoch 0), or in the seeds' group when it
+// routes across several groups (see Owner for a key's group); "" if it
+// knows none.
+func (c *Client) Leader() string {
+	if rt := c.rt.Load(); rt != nil && rt.single != nil {
+		if l := rt.single.cachedLeader(); l != "" {
+			return l
+		}
+	}
+	return c.group.cachedLeader()
+}
 
 // sleep waits d, or until ctx ends or the Client is closed.
 func (c *Client) sleep(ctx context.Context, d time.Duration) error {
@@ -156,12 +171,18 @@ func checkKey(op string, key []byte) error {
 
 // Get reads key. It fails with ErrNotFound if the key is absent.
 func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (Value, error) {
-	if err := checkKey("get", key); err != nil {
-		return Value{}, err
-	}
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	v, _, err := c.get(ctx, key, o)
+	return v, err
+}
+
+// get reads key and says which group answered (or was tried last).
+func (c *Client) get(ctx context.Context, key []byte, o readOptions) (Value, string, error) {
+	if err := checkKey("get", key); err != nil {
+		return Value{}, "", err
 	}
 	cl := kvCall("get", key, http.MethodGet)
 	cl.idempotent = true
@@ -169,21 +190,22 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (Value
 		cl.query.Set(wire.QueryStale, "true")
 		cl.route = routeAny
 	}
-	rep, err := c.groupFor(key).do(ctx, cl)
+	rep, group, err := c.route(ctx, key, cl)
 	if err != nil {
-		return Value{}, err
+		return Value{}, group, err
 	}
 	ver, err := wire.ParseUint(rep.header.Get(wire.HeaderVersion))
 	if err != nil {
-		return Value{}, protocolError(cl, rep.addr, "bad %s header: %v", wire.HeaderVersion, err)
+		return Value{}, group, protocolError(cl, rep.addr, "bad %s header: %v", wire.HeaderVersion, err)
 	}
-	return Value{Data: rep.body, Version: ver}, nil
+	return Value{Data: rep.body, Version: ver}, group, nil
 }
 
 // Put writes value under key and returns the new version.
 // ErrTimeout: the write may or may not have been applied.
 func (c *Client) Put(ctx context.Context, key, value []byte) (uint64, error) {
-	return c.put(ctx, "put", key, value, nil)
+	v, _, err := c.put(ctx, "put", key, value, nil)
+	return v, err
 }
 
 // PutIfAbsent writes value only if key is absent, and returns the new
@@ -191,7 +213,8 @@ func (c *Client) Put(ctx context.Context, key, value []byte) (uint64, error) {
 // its current version. ErrTimeout: the outcome is unknown.
 func (c *Client) PutIfAbsent(ctx context.Context, key, value []byte) (uint64, error) {
 	var zero uint64
-	return c.put(ctx, "put-if-absent", key, value, &zero)
+	v, _, err := c.put(ctx, "put-if-absent", key, value, &zero)
+	return v, err
 }
 
 // CompareAndSwap writes value only if key is at expectVersion (0: absent)
@@ -199,12 +222,14 @@ func (c *Client) PutIfAbsent(ctx context.Context, key, value []byte) (uint64, er
 // (ErrCASFailed) with the current version. ErrTimeout: the outcome is
 // unknown.
 func (c *Client) CompareAndSwap(ctx context.Context, key, value []byte, expectVersion uint64) (uint64, error) {
-	return c.put(ctx, "cas", key, value, &expectVersion)
+	v, _, err := c.put(ctx, "cas", key, value, &expectVersion)
+	return v, err
 }
 
-func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *uint64) (uint64, error) {
+// put writes key and says which group answered (or was tried last).
+func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *uint64) (uint64, string, error) {
 	if err := checkKey(op, key); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	cl := kvCall(op, key, http.MethodPut)
 	cl.body = value
@@ -214,14 +239,15 @@ func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *
 	if expect != nil {
 		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
 	}
-	rep, err := c.groupFor(key).do(ctx, cl)
+	rep, group, err := c.route(ctx, key, cl)
 	if err != nil {
 		if expect != nil {
-			return 0, asCASError(err, key, *expect)
+			return 0, group, asCASError(err, key, *expect)
 		}
-		return 0, err
+		return 0, group, err
 	}
-	return writeVersion(cl, rep)
+	v, err := writeVersion(cl, rep)
+	return v, group, err
 }
 
 // Delete deletes key and returns the version it deleted. It fails with
@@ -249,7 +275,7 @@ func (c *Client) del(ctx context.Context, op string, key []byte, expect *uint64)
 	if expect != nil {
 		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
 	}
-	rep, err := c.groupFor(key).do(ctx, cl)
+	rep, _, err := c.route(ctx, key, cl)
 	if err != nil {
 		if expect != nil {
 			return 0, asCASError(err, key, *expect)

@@ -95,7 +95,14 @@ func TestBinaryKeysAreEscapedInThePathAndRoundTrip(t *testing.T) {
 func TestFollowsNotLeaderHintToALeaderOutsideAddrs(t *testing.T) {
 	g := newGroup(t, 3)
 	g.SetLeader(2)
-	// Only a follower is configured: the leader is learnt from its hint.
+	// Only a follower is configured, and its ring lists only itself (as
+	// before gossip has seen the others): the leader is learnt from its
+	// not_leader hint.
+	g.Agent(0).SetRingHook(func(w http.ResponseWriter, r *http.Request) bool {
+		writeJSONBody(w, wire.Ring{Mode: "strong", From: "g1", Groups: []wire.RingGroup{{ID: "g1", Weight: 1, Share: 1,
+			Members: []wire.Member{{ID: "n1", Group: "g1", HTTPAddr: g.Agent(0).Addr(), State: "alive"}}}}})
+		return true
+	})
 	c := newClient(t, fastConfig(g.Agent(0).Addr()))
 	ctx := ctxFor(t, 5*time.Second)
 

@@ -12,9 +12,12 @@ import (
 // Config configures a Client. A zero field means "the default" (see
 // DefaultConfig); only Addrs is required.
 type Config struct {
-	// Addrs are host:port addresses of agents' HTTP APIs in the group. Any
-	// subset of the members works; more than one survives the loss of an
-	// agent. A leading "http://" is accepted and dropped.
+	// Addrs are host:port addresses of agents' HTTP APIs, of any group:
+	// the seeds the Client fetches the ring from (GET /v1/ring) and routes
+	// every key by. Any subset of the agents works; more than one survives
+	// the loss of an agent. Management calls (Configuration, Join, Remove,
+	// TransferLeadership) go to the group of these agents, so give agents
+	// of one group for those. A leading "http://" is accepted and dropped.
 	Addrs []string
 
 	// HTTPClient sends every request. Nil: the Client builds its own, with
@@ -66,6 +69,11 @@ type Config struct {
 	// at least the agents' --max-value-bytes. Default 64 MiB.
 	MaxResponseBytes int64
 
+	// BatchConcurrency is how many keys of one group a MultiGet or
+	// MultiPut has in flight at once (groups run in parallel, so a batch
+	// has up to this many times the number of groups). Default 16.
+	BatchConcurrency int
+
 	// Logger receives debug records of retries and leader changes. Nil
 	// discards them.
 	Logger *slog.Logger
@@ -81,6 +89,7 @@ const (
 	DefaultBackoffMax          = time.Second
 	DefaultMaxIdleConnsPerHost = 128
 	DefaultMaxResponseBytes    = 64 << 20
+	DefaultBatchConcurrency    = 16
 )
 
 // DefaultConfig returns a Config with every default filled in and no
@@ -95,6 +104,7 @@ func DefaultConfig() Config {
 		BackoffMax:          DefaultBackoffMax,
 		MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
 		MaxResponseBytes:    DefaultMaxResponseBytes,
+		BatchConcurrency:    DefaultBatchConcurrency,
 	}
 }
 
@@ -122,6 +132,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxResponseBytes == 0 {
 		cfg.MaxResponseBytes = d.MaxResponseBytes
+	}
+	if cfg.BatchConcurrency == 0 {
+		cfg.BatchConcurrency = d.BatchConcurrency
 	}
 	addrs := make([]string, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
@@ -182,6 +195,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.MaxResponseBytes < 0 {
 		return configError("MaxResponseBytes", fmt.Sprintf("must not be negative, got %d", cfg.MaxResponseBytes))
+	}
+	if cfg.BatchConcurrency < 0 {
+		return configError("BatchConcurrency", fmt.Sprintf("must not be negative, got %d", cfg.BatchConcurrency))
 	}
 	return nil
 }

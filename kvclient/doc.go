@@ -1,6 +1,6 @@
 // Package kvclient is the Go client of carpkv. Applications import it
-// without the server's dependencies: it needs the standard library and
-// kvclient/wire only.
+// without the server's dependencies: it needs the standard library,
+// kvclient/wire and the pure carp package only.
 //
 //	c, err := kvclient.New(kvclient.Config{Addrs: []string{"10.0.0.1:7101", "10.0.0.2:7101"}})
 //	if err != nil { ... }
@@ -8,22 +8,49 @@
 //	ver, err := c.Put(ctx, []byte("user/42"), []byte(`{"name":"ada"}`))
 //	v, err := c.Get(ctx, []byte("user/42"))
 //
+//	res, err := c.MultiPut(ctx, []kvclient.KV{{Key: k1, Value: v1}, {Key: k2, Value: v2}})
+//
 // A Client is safe for concurrent use by many goroutines and should be
-// shared: it keeps a pool of connections and the address of the leader it
-// last talked to.
+// shared: it keeps a pool of connections, the ring, and the leader of
+// each group it last talked to.
 //
-// # Routing and retries
+// # Routing across groups
 //
-// Today a Client talks to one Raft group through any of its agents' HTTP
-// addresses (a later version routes keys across groups with CARP). Writes
-// and linearizable reads go to the cached leader; a `not_leader` answer
-// with a hint is retried at once at the hinted leader, one without a hint
-// is retried at the next address after a backoff. Stale reads (Stale())
-// are spread over all addresses.
+// A cluster is many Raft groups; the ring (epoch, CARP mode, groups and
+// weights) says which group owns a key. Config.Addrs are seeds: agents of
+// any group. The first call fetches the ring from them (GET /v1/ring, one
+// fetch shared by concurrent callers) and learns every group's members
+// and leader from it; from then on each key goes straight to its owner
+// group's leader, and every KV request carries the ring epoch
+// (X-Carpkv-Ring-Epoch). A group checks ownership under its own committed
+// ring and refuses keys it does not own, so a stale client ring costs a
+// retry, never a misplaced write. The ring is refreshed only when an
+// answer says it may be wrong:
+//   - wrong_group: fetch a ring at least as new as the refusing group's,
+//     asking agents of other groups first, and retry at the new owner;
+//   - stale_ring (the group is behind the client's epoch): back off, retry,
+//     refresh in case the client's ring is the odd one;
+//   - no member of the owner group accepts a connection: refresh (gossip
+//     may list members the cached ring does not) before backing off.
+//
+// A refresh never installs a ring older than the one in use. Ring epoch 0
+// is a standalone group: every key goes to it, no epoch is sent, and the
+// seeds count as its members. Owner and RingEpoch show the routing; Ring
+// fetches the ring with gossip's view of the members.
+//
+// MultiGet and MultiPut split keys by owner group and run the groups in
+// parallel; atomicity is per key, not per batch.
+//
+// # Retries within a group
+//
+// Writes and linearizable reads go to the group's cached leader; a
+// `not_leader` answer with a hint is retried at once at the hinted leader,
+// one without a hint is retried at the next address after a backoff. Stale
+// reads (Stale()) are spread over all members.
 //
 // A call is retried only when resending it cannot apply a write twice:
-//   - the agent answered not_leader, unavailable or stale_ring (the server
-//     guarantees nothing was applied);
+//   - the agent answered not_leader, unavailable, wrong_group or stale_ring
+//     (the server guarantees nothing was applied);
 //   - the request was never written to a connection (connection refused,
 //     dial timeout, DNS failure): the next address is tried;
 //   - the call is a read (Get, Configuration) or is idempotent by contract

@@ -13,11 +13,14 @@ import (
 )
 
 // groupClient sends calls to one Raft group: it owns the group's addresses,
-// the cached leader, and the retry loop. The Client routes each key to a
-// group; today there is one.
+// the cached leader, and the retry loop. The Client routes each key to the
+// groupClient of its owner group (ring.go); management calls use the one
+// built from Config.Addrs. A groupClient's addresses never change: a ring
+// refresh that finds another address set builds a new one.
 type groupClient struct {
 	c     *Client
-	addrs []string
+	id    string   // the group's ID as the ring names it; "" for the seeds
+	addrs []string // HTTP addresses; may be empty for a group gossip has not shown yet
 
 	mu     sync.Mutex
 	leader string // HTTP address of the leader as last seen; "" unknown
@@ -25,8 +28,8 @@ type groupClient struct {
 	rr atomic.Uint32 // round robin over addrs, to spread stale reads and discovery
 }
 
-func newGroupClient(c *Client, addrs []string) *groupClient {
-	return &groupClient{c: c, addrs: addrs}
+func newGroupClient(c *Client, id string, addrs []string) *groupClient {
+	return &groupClient{c: c, id: id, addrs: addrs}
 }
 
 func (g *groupClient) cachedLeader() string {
@@ -61,15 +64,22 @@ type cursor struct {
 }
 
 func (g *groupClient) cursor() *cursor {
+	if len(g.addrs) == 0 {
+		return &cursor{g: g}
+	}
 	return &cursor{g: g, pos: int(g.rr.Add(1) % uint32(len(g.addrs)))}
 }
 
-// first is the address of the first attempt.
+// first is the address of the first attempt; "" if the group has no known
+// address at all.
 func (cu *cursor) first(r route) string {
 	if r == routeLeader {
 		if l := cu.g.cachedLeader(); l != "" {
 			return l
 		}
+	}
+	if len(cu.g.addrs) == 0 {
+		return cu.g.cachedLeader()
 	}
 	return cu.g.addrs[cu.pos]
 }
@@ -84,6 +94,9 @@ func (cu *cursor) next(r route, failed string) string {
 		}
 	}
 	n := len(cu.g.addrs)
+	if n == 0 {
+		return failed
+	}
 	for range n {
 		cu.pos = (cu.pos + 1) % n
 		if a := cu.g.addrs[cu.pos]; a != failed {
@@ -100,11 +113,19 @@ const (
 	stop       verdict = iota // return the error
 	retryNow                  // try another agent right away
 	retryLater                // try another agent after a backoff
+	// reroute returns the error to the Client's routing loop (ring.go),
+	// which refreshes the ring and sends the call again, to the same or
+	// another group. Only for calls routed by key (call.routed), and only
+	// when nothing was applied: wrong_group, stale_ring, or no member of
+	// the group accepted a connection.
+	reroute
 )
 
 // do sends cl, retrying as the package documentation says, until it gets a
-// 2xx answer, a final error, MaxAttempts attempts (if set), or ctx ends
-// (given Config.CallTimeout when it has no deadline).
+// 2xx answer, a final error, MaxAttempts attempts (if set, counted over the
+// whole call), or ctx ends (given Config.CallTimeout when it has no
+// deadline). For a call routed by key it also returns when the ring may be
+// wrong (see reroute): errors.As(err, *rerouteError) then says so.
 func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 	if g.c.closed.Load() {
 		return nil, ErrClosed
@@ -120,11 +141,20 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 		lastErr error
 		waits   int // backoffs so far: the exponent of the next one
 		quick   int // retries without a wait since the last backoff
+		refused int // attempts in a row that could not connect
 	)
-	for attempt := 1; ; attempt++ {
+	if addr == "" {
+		err := fmt.Errorf("kvclient: %s: %w: no address known for group %s", cl.op, ErrUnavailable, g.id)
+		if cl.routed {
+			return nil, &rerouteError{err: err}
+		}
+		return nil, err
+	}
+	for {
 		if err := ctx.Err(); err != nil {
 			return nil, giveUp(cl, lastErr, err)
 		}
+		cl.attempts++
 		rep, err := g.c.attempt(ctx, addr, cl)
 		if err == nil {
 			if cl.route == routeLeader {
@@ -132,13 +162,33 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 			}
 			return rep, nil
 		}
+		if ctx.Err() != nil && cl.idempotent && lastErr != nil {
+			// The caller's deadline cut a read short: what the agents said
+			// before explains the failure better than the cut exchange
+			// (for a write the cut decides: its outcome is unknown).
+			return nil, giveUp(cl, lastErr, ctx.Err())
+		}
 		lastErr = err
 		v, next := g.decide(ctx, cl, cu, addr, err)
-		if v == stop {
-			return nil, err
+		var te *transportError
+		if errors.As(err, &te) && !te.sent {
+			refused++
+		} else {
+			refused = 0
 		}
-		if max := g.c.cfg.MaxAttempts; max > 0 && attempt >= max {
-			return nil, fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		if v != stop && cl.routed && refused >= max(len(g.addrs), 1) {
+			// No member of the group takes connections: gossip may know
+			// members the ring we hold does not list.
+			v = reroute
+		}
+		switch v {
+		case stop:
+			return nil, err
+		case reroute:
+			return nil, &rerouteError{err: err}
+		}
+		if max := g.c.cfg.MaxAttempts; max > 0 && cl.attempts >= max {
+			return nil, fmt.Errorf("%w (gave up after %d attempts)", err, cl.attempts)
 		}
 		// Quick retries are for moving on from one bad agent; once every
 		// address failed in a row, or hints go round in circles, wait.
@@ -156,16 +206,23 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 				// Invariant 5: fail within the deadline rather than sleep past it.
 				return nil, giveUp(cl, lastErr, context.DeadlineExceeded)
 			}
-			g.c.log.Debug("kvclient: retrying", "op", cl.op, "attempt", attempt, "failed", addr, "next", next, "backoff", d, "err", err)
+			g.c.log.Debug("kvclient: retrying", "op", cl.op, "group", g.id, "attempt", cl.attempts, "failed", addr, "next", next, "backoff", d, "err", err)
 			if err := g.c.sleep(ctx, d); err != nil {
 				return nil, giveUp(cl, lastErr, err)
 			}
 		} else {
-			g.c.log.Debug("kvclient: retrying", "op", cl.op, "attempt", attempt, "failed", addr, "next", next, "err", err)
+			g.c.log.Debug("kvclient: retrying", "op", cl.op, "group", g.id, "attempt", cl.attempts, "failed", addr, "next", next, "err", err)
 		}
 		addr = next
 	}
 }
+
+// rerouteError carries a failed attempt back to the routing loop: the
+// ring may be wrong, and nothing was applied.
+type rerouteError struct{ err error }
+
+func (e *rerouteError) Error() string { return e.err.Error() }
+func (e *rerouteError) Unwrap() error { return e.err }
 
 // decide says whether and where a failed attempt is retried. Only answers
 // that promise nothing was applied, requests that were never sent, and
@@ -184,7 +241,16 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 			}
 			g.forgetLeader(addr)
 			return retryLater, cu.next(cl.route, addr)
-		case wire.CodeUnavailable, wire.CodeStaleRing:
+		case wire.CodeWrongGroup, wire.CodeStaleRing:
+			// Nothing was applied; the routing loop refreshes the ring
+			// and retries, at the owner or after a backoff.
+			if cl.routed {
+				return reroute, ""
+			}
+			if ae.Code == wire.CodeStaleRing {
+				return retryLater, cu.next(cl.route, addr)
+			}
+		case wire.CodeUnavailable:
 			g.forgetLeader(addr)
 			return retryLater, cu.next(cl.route, addr)
 		case wire.CodeTimeout:
@@ -192,8 +258,6 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 				return retryLater, cu.next(cl.route, addr)
 			}
 		}
-		// wrong_group ends the call here; ring routing will refresh the
-		// ring and send it to the owner.
 		return stop, ""
 	case errors.As(err, &te):
 		if ctx.Err() == nil {
@@ -214,8 +278,11 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 }
 
 // backoff is the jittered wait before retry n (0-based).
-func (g *groupClient) backoff(n int) time.Duration {
-	lo, hi := g.c.cfg.BackoffMin, g.c.cfg.BackoffMax
+func (g *groupClient) backoff(n int) time.Duration { return g.c.backoff(n) }
+
+// backoff is the jittered wait before retry n (0-based).
+func (c *Client) backoff(n int) time.Duration {
+	lo, hi := c.cfg.BackoffMin, c.cfg.BackoffMax
 	d := lo
 	for range n {
 		if d >= hi/2 {

@@ -2,6 +2,7 @@ package kvclient_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -116,6 +117,12 @@ func onlyMethod(method string, h fakeagent.Hook) fakeagent.Hook {
 		}
 		return h(w, r)
 	}
+}
+
+// writeJSONBody answers 200 with v as JSON.
+func writeJSONBody(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 type discard struct{}

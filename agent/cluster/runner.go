@@ -12,7 +12,6 @@ import (
 	"github.com/carpkv/carpkv/agent/config"
 	"github.com/carpkv/carpkv/agent/gossip"
 	"github.com/carpkv/carpkv/agent/node"
-	"github.com/carpkv/carpkv/agent/store"
 	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
@@ -165,10 +164,7 @@ func (r *Runner) coordinate(ctx context.Context, view []Agent) {
 		}
 		ring = spec
 	}
-	body := wire.RingSpec{Epoch: ring.Epoch, Mode: ring.Mode}
-	for _, g := range ring.Groups {
-		body.Groups = append(body.Groups, wire.RingGroupSpec{ID: g.ID, Weight: g.Weight})
-	}
+	body := ring.Wire()
 	for _, g := range Behind(ring, view) {
 		if g.ID == r.cfg.Group {
 			continue // committed above; gossip has not caught up yet
@@ -214,13 +210,4 @@ func (r *Runner) Members() []wire.Member {
 		})
 	}
 	return out
-}
-
-// RingSpecFromWire converts a pushed ring to the store's form.
-func RingSpecFromWire(w wire.RingSpec) store.RingSpec {
-	s := store.RingSpec{Epoch: w.Epoch, Mode: w.Mode}
-	for _, g := range w.Groups {
-		s.Groups = append(s.Groups, store.RingGroup{ID: g.ID, Weight: g.Weight})
-	}
-	return s
 }

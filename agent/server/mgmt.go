@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -45,55 +46,39 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 	return true
 }
 
-func (s *Server) join(c *gin.Context) {
-	var req wire.JoinRequest
-	if !s.decode(c, &req) {
-		return
+// command builds the handler of a management call: decode the JSON body
+// into Req, run do under the request's deadline, answer its result or its
+// error.
+func command[Req any](s *Server, do func(ctx context.Context, req Req) (any, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req Req
+		if !s.decode(c, &req) {
+			return
+		}
+		ctx, cancel, ok := s.requestContext(c)
+		if !ok {
+			return
+		}
+		defer cancel()
+		out, err := do(ctx, req)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, out)
 	}
-	ctx, cancel, ok := s.requestContext(c)
-	if !ok {
-		return
-	}
-	defer cancel()
+}
+
+func (s *Server) join(ctx context.Context, req wire.JoinRequest) (any, error) {
 	idx, err := s.node.Join(ctx, req)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, wire.IndexResult{Index: idx})
+	return wire.IndexResult{Index: idx}, err
 }
 
-func (s *Server) remove(c *gin.Context) {
-	var req wire.NodeRequest
-	if !s.decode(c, &req) {
-		return
-	}
-	ctx, cancel, ok := s.requestContext(c)
-	if !ok {
-		return
-	}
-	defer cancel()
+func (s *Server) remove(ctx context.Context, req wire.NodeRequest) (any, error) {
 	idx, err := s.node.Remove(ctx, req.ID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, wire.IndexResult{Index: idx})
+	return wire.IndexResult{Index: idx}, err
 }
 
-func (s *Server) transfer(c *gin.Context) {
-	var req wire.NodeRequest
-	if !s.decode(c, &req) {
-		return
-	}
-	ctx, cancel, ok := s.requestContext(c)
-	if !ok {
-		return
-	}
-	defer cancel()
-	if err := s.node.TransferLeadership(ctx, req.ID); err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"status": "transferred"})
+func (s *Server) transfer(ctx context.Context, req wire.NodeRequest) (any, error) {
+	return gin.H{"status": "transferred"}, s.node.TransferLeadership(ctx, req.ID)
 }

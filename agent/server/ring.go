@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"sort"
 
@@ -88,24 +89,7 @@ func (s *Server) ring(c *gin.Context) {
 }
 
 // setRing commits a pushed ring in this group (leader only).
-func (s *Server) setRing(c *gin.Context) {
-	var req wire.RingSpec
-	if !s.decode(c, &req) {
-		return
-	}
-	ctx, cancel, ok := s.requestContext(c)
-	if !ok {
-		return
-	}
-	defer cancel()
-	spec := store.RingSpec{Epoch: req.Epoch, Mode: req.Mode}
-	for _, g := range req.Groups {
-		spec.Groups = append(spec.Groups, store.RingGroup{ID: g.ID, Weight: g.Weight})
-	}
-	epoch, err := s.node.SetRing(ctx, spec)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"epoch": epoch})
+func (s *Server) setRing(ctx context.Context, req wire.RingSpec) (any, error) {
+	epoch, err := s.node.SetRing(ctx, store.RingSpecFromWire(req))
+	return gin.H{"epoch": epoch}, err
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/carpkv/carpkv/carp"
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // RingSpec is a committed ring: the epoch from which the group acts under
@@ -35,6 +36,24 @@ func (r RingSpec) Build() (*carp.Ring, error) {
 		members[i] = carp.Member{ID: g.ID, Weight: g.Weight}
 	}
 	return carp.New(members, carp.WithMode(mode), carp.WithEpoch(r.Epoch))
+}
+
+// Wire is the spec in the HTTP protocol's form.
+func (r RingSpec) Wire() wire.RingSpec {
+	w := wire.RingSpec{Epoch: r.Epoch, Mode: r.Mode}
+	for _, g := range r.Groups {
+		w.Groups = append(w.Groups, wire.RingGroupSpec{ID: g.ID, Weight: g.Weight})
+	}
+	return w
+}
+
+// RingSpecFromWire is the inverse of Wire.
+func RingSpecFromWire(w wire.RingSpec) RingSpec {
+	r := RingSpec{Epoch: w.Epoch, Mode: w.Mode}
+	for _, g := range w.Groups {
+		r.Groups = append(r.Groups, RingGroup{ID: g.ID, Weight: g.Weight})
+	}
+	return r
 }
 
 // ring is a validated RingSpec with its carp ring, as held in memory.

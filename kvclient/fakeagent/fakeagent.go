@@ -1,12 +1,21 @@
-// Package fakeagent is a stand-in for one carpkv group in tests of code
-// built on kvclient (kvclient's own tests, carpkvctl's). Each agent is an
-// httptest server speaking the wire protocol of docs/api.md; the group's
+// Package fakeagent is a stand-in for carpkv groups in tests of code built
+// on kvclient (kvclient's own tests, carpkvctl's). Each agent is an
+// httptest server speaking the wire protocol of docs/api.md; a group's
 // state is one map behind a mutex and "leadership" is a field the test
 // sets. It has no Raft: it checks what a client does with the protocol
-// (hints, retries, error codes, escaping), not replication.
+// (hints, retries, error codes, escaping, ring routing), not replication.
+//
+// NewGroup starts a standalone group (ring epoch 0: it serves every key);
+// NewCluster starts several groups under one CARP ring (cluster.go), whose
+// agents refuse keys they do not own with wrong_group or stale_ring exactly
+// as the API says, and answer GET /v1/ring and /v1/gossip/members from a
+// gossip view shared by the cluster (a stopped agent shows as dead).
 //
 // Faults are injected per agent with hooks that see each request before
-// the normal handler and may answer it themselves.
+// the normal handler and may answer it themselves. Hooks (SetHook) see the
+// KV and management API; the ring and gossip endpoints have their own
+// (SetRingHook) and their own request counter, so that tests of retries
+// are not disturbed by the client's ring fetches.
 package fakeagent
 
 import (
@@ -30,7 +39,12 @@ type Hook func(w http.ResponseWriter, r *http.Request) bool
 
 // Group is a fake group of agents sharing one store.
 type Group struct {
+	id     string
+	prefix string   // of agent IDs: "n" (n1, n2...) or "g1-n"
+	cl     *Cluster // nil: standalone
+
 	mu      sync.Mutex
+	ring    ringState // the ring this group has applied
 	agents  []*Agent
 	members []wire.Server // the Raft configuration, agents first
 	removed map[string]bool
@@ -57,32 +71,53 @@ type Agent struct {
 	raftAddr string
 	srv      *httptest.Server
 	hook     atomic.Pointer[Hook]
+	ringHook atomic.Pointer[Hook]
 	requests atomic.Int64
+	ringReqs atomic.Int64
 	stopped  atomic.Bool
 }
 
-// NewGroup starts n agents (n1..nn); n1 is the leader.
-func NewGroup(n int) *Group {
-	g := &Group{data: map[string]item{}, removed: map[string]bool{}, done: make(chan struct{})}
-	for i := range n {
-		a := &Agent{g: g, n: i, id: fmt.Sprintf("n%d", i+1), raftAddr: fmt.Sprintf("127.0.0.1:%d", 17001+i)}
-		a.srv = httptest.NewServer(a)
-		g.agents = append(g.agents, a)
-		g.members = append(g.members, wire.Server{
-			ID:       a.id,
-			RaftAddr: a.raftAddr,
-			HTTPAddr: a.Addr(),
-			Suffrage: "Voter",
-		})
+// NewGroup starts a standalone group g1 (ring epoch 0) of n agents
+// (n1..nn); n1 is the leader.
+func NewGroup(n int) *Group { return newGroup("g1", "n", nil, n) }
+
+func newGroup(id, prefix string, cl *Cluster, n int) *Group {
+	g := &Group{id: id, prefix: prefix, cl: cl, data: map[string]item{}, removed: map[string]bool{}, done: make(chan struct{})}
+	for range n {
+		g.AddAgent()
 	}
-	g.confIdx = 1
+	g.index, g.confIdx = 0, 1
 	return g
 }
+
+// AddAgent starts one more agent in the group, a voter of its
+// configuration, and returns it.
+func (g *Group) AddAgent() *Agent {
+	g.mu.Lock()
+	i := len(g.agents)
+	a := &Agent{g: g, n: i, id: fmt.Sprintf("%s%d", g.prefix, i+1), raftAddr: fmt.Sprintf("127.0.0.1:%d", 17001+i)}
+	g.mu.Unlock()
+	a.srv = httptest.NewServer(a)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.agents = append(g.agents, a)
+	g.members = append(g.members, wire.Server{
+		ID:       a.id,
+		RaftAddr: a.raftAddr,
+		HTTPAddr: a.Addr(),
+		Suffrage: "Voter",
+	})
+	g.confIdx = g.next()
+	return a
+}
+
+// ID returns the group's ID.
+func (g *Group) ID() string { return g.id }
 
 // Close stops every agent. Hooks blocked on Done return.
 func (g *Group) Close() {
 	g.once.Do(func() { close(g.done) })
-	for _, a := range g.agents {
+	for _, a := range g.Agents() {
 		a.Stop()
 	}
 }
@@ -92,16 +127,36 @@ func (g *Group) Close() {
 func (g *Group) Done() <-chan struct{} { return g.done }
 
 // Agents returns the agents in order.
-func (g *Group) Agents() []*Agent { return g.agents }
+func (g *Group) Agents() []*Agent {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*Agent(nil), g.agents...)
+}
 
 // Agent returns agent i (0-based).
-func (g *Group) Agent(i int) *Agent { return g.agents[i] }
+func (g *Group) Agent(i int) *Agent {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.agents[i]
+}
 
 // Addrs returns the agents' HTTP addresses (host:port).
 func (g *Group) Addrs() []string {
-	out := make([]string, len(g.agents))
-	for i, a := range g.agents {
+	agents := g.Agents()
+	out := make([]string, len(agents))
+	for i, a := range agents {
 		out[i] = a.Addr()
+	}
+	return out
+}
+
+// Keys returns the keys the group stores, in no order.
+func (g *Group) Keys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.data))
+	for k := range g.data {
+		out = append(out, k)
 	}
 	return out
 }
@@ -168,8 +223,28 @@ func (a *Agent) SetHook(h Hook) {
 	a.hook.Store(&h)
 }
 
-// Requests returns how many requests the agent received, hooks included.
+// SetRingHook installs h for the ring and gossip endpoints (nil removes it).
+func (a *Agent) SetRingHook(h Hook) {
+	if h == nil {
+		a.ringHook.Store(nil)
+		return
+	}
+	a.ringHook.Store(&h)
+}
+
+// Requests returns how many KV and management requests the agent
+// received, hooks included (not ring or gossip requests: RingRequests).
 func (a *Agent) Requests() int64 { return a.requests.Load() }
+
+// RingRequests returns how many GET /v1/ring and /v1/gossip/members
+// requests the agent received, hooks included.
+func (a *Agent) RingRequests() int64 { return a.ringReqs.Load() }
+
+// Group returns the agent's group.
+func (a *Agent) Group() *Group { return a.g }
+
+// Stopped reports whether Stop was called.
+func (a *Agent) Stopped() bool { return a.stopped.Load() }
 
 // Stop closes the agent's server: its address then refuses connections.
 func (a *Agent) Stop() {
@@ -182,6 +257,14 @@ func (a *Agent) Stop() {
 
 // ServeHTTP counts the request, runs the hook, then the normal handler.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p == wire.PathRing || p == wire.PathGossipMembers {
+		a.ringReqs.Add(1)
+		if h := a.ringHook.Load(); h != nil && (*h)(w, r) {
+			return
+		}
+		a.Serve(w, r)
+		return
+	}
 	a.requests.Add(1)
 	if h := a.hook.Load(); h != nil && (*h)(w, r) {
 		return
@@ -202,6 +285,10 @@ func (a *Agent) Serve(w http.ResponseWriter, r *http.Request) {
 		a.serveKV(w, r, key)
 	case p == wire.PathAgentSelf && r.Method == http.MethodGet:
 		a.serveSelf(w)
+	case p == wire.PathRing && r.Method == http.MethodGet:
+		a.serveRing(w)
+	case p == wire.PathGossipMembers && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, wire.Members{Members: a.g.gossip()})
 	case p == wire.PathRaftConfiguration && r.Method == http.MethodGet:
 		a.serveConfiguration(w)
 	case p == wire.PathHealth:
@@ -261,6 +348,9 @@ func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request, key string) {
 	if !(stale && r.Method == http.MethodGet) && !a.leaderCheck(w) {
 		return
 	}
+	if !g.ownerCheck(w, r, key) {
+		return
+	}
 	var cas *uint64
 	if s := r.URL.Query().Get(wire.QueryCAS); s != "" {
 		v, err := wire.ParseUint(s)
@@ -310,9 +400,9 @@ func (a *Agent) serveSelf(w http.ResponseWriter) {
 	g := a.g
 	g.mu.Lock()
 	info := wire.AgentInfo{
-		ID: a.id, Group: "g1", RaftAddr: a.raftAddr, HTTPAddr: a.Addr(),
+		ID: a.id, Group: g.id, RaftAddr: a.raftAddr, HTTPAddr: a.Addr(),
 		State: "Follower", Term: 1, LastIndex: g.index, CommitIndex: g.index, AppliedIndex: g.index,
-		Keys: len(g.data), StorageBytes: int64(4096 * (1 + len(g.data))), Version: "fake",
+		Keys: len(g.data), StorageBytes: int64(4096 * (1 + len(g.data))), RingEpoch: g.ring.spec.Epoch, Version: "fake",
 	}
 	if g.leader == a.n {
 		info.State = "Leader"
