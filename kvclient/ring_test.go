@@ -330,6 +330,13 @@ func TestRingErrorsEndWithinTheDeadline(t *testing.T) {
 			t.Errorf("%s forever: Put returned after %v, its deadline was 300ms", code, d)
 		}
 	}
+}
+
+// MaxAttempts counts attempts across reroutes. (Its own cluster: a request
+// cut short by a deadline in another test could still land and be counted.)
+func TestMaxAttemptsCountsReroutes(t *testing.T) {
+	cl := newCluster(t, 2, 1)
+	key := keyOwnedBy(t, spec(1, "g1", "g2"), "g1", nil, "")
 	cl.Group("g1").Agent(0).SetHook(answer(wire.CodeWrongGroup))
 	cfg := fastConfig(cl.Group("g2").Agent(0).Addr())
 	cfg.MaxAttempts = 3
