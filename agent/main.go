@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
 
 	"github.com/carpkv/carpkv/agent/cluster"
 	"github.com/carpkv/carpkv/agent/config"
@@ -106,17 +107,32 @@ the --config YAML file; flags win over variables, variables over the file.`,
 	}
 }
 
-// configFile loads the YAML file named by --config, or nothing.
+// configFile loads the YAML file named by --config, or nothing. YAML reads
+// "weight: 2" as an integer; float settings take it as the number it is
+// (altsrc alone would refuse it as a type mismatch).
 func configFile(c *cli.Context) (altsrc.InputSourceContext, error) {
-	if c.String("config") == "" {
+	name := c.String("config")
+	if name == "" {
 		return &altsrc.MapInputSource{}, nil
 	}
-	src, err := altsrc.NewYamlSourceFromFile(c.String("config"))
+	data, err := os.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("invalid setting --config: %w", err)
 	}
-	return src, nil
+	values := map[any]any{}
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		return nil, fmt.Errorf("invalid setting --config: %s is not YAML: %w", name, err)
+	}
+	for _, key := range floatSettings {
+		if v, ok := values[key].(int); ok {
+			values[key] = float64(v)
+		}
+	}
+	return altsrc.NewMapInputSource(name, values), nil
 }
+
+// floatSettings are the float64 flags a config file may set.
+var floatSettings = []string{"group-weight"}
 
 func env(name string) []string {
 	return []string{"CARPKV_" + upperSnake(name)}

@@ -27,7 +27,7 @@ func parse(t *testing.T, env map[string]string, args ...string) (config.Config, 
 
 func TestSettingsPrecedenceIsFlagThenEnvThenFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(file, []byte("group: from-file\ndata-dir: /tmp/file\nraft-heartbeat-timeout: 400ms\nmax-key-bytes: 100\njoin: [\"127.0.0.1:9\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte("group: from-file\ndata-dir: /tmp/file\nraft-heartbeat-timeout: 400ms\nmax-key-bytes: 100\njoin: [\"127.0.0.1:9\"]\ngroup-weight: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"CARPKV_GROUP": "from-env", "CARPKV_MAX_KEY_BYTES": "200"}
@@ -42,7 +42,7 @@ func TestSettingsPrecedenceIsFlagThenEnvThenFile(t *testing.T) {
 	if cfg.Limits.MaxKeyBytes != 200 {
 		t.Errorf("max-key-bytes %d: env must win over the file", cfg.Limits.MaxKeyBytes)
 	}
-	if cfg.DataDir != "/tmp/file" || cfg.Raft.HeartbeatTimeout != 400*time.Millisecond || len(cfg.Join) != 1 {
+	if cfg.DataDir != "/tmp/file" || cfg.Raft.HeartbeatTimeout != 400*time.Millisecond || len(cfg.Join) != 1 || cfg.GroupWeight != 2 {
 		t.Errorf("file settings not applied: %+v", cfg)
 	}
 	if cfg.Raft.ElectionTimeout != config.Default().Raft.ElectionTimeout {
