@@ -292,6 +292,13 @@ func (b *statusBuilder) knows(httpAddr string) bool {
 
 // setProbe copies what a probe found into x, keeping what others said.
 func (b *statusBuilder) setProbe(x *memberStatus, p memberStatus) {
+	if p.Agent != nil && x.ID != "" && x.ID != "?" && p.Agent.ID != x.ID {
+		// The address was reused (a replaced VM): what answers is another
+		// agent, and says nothing about this one.
+		x.probed, x.Reachable, x.Ready = true, false, false
+		x.Error = fmt.Sprintf("its address now serves agent %s", p.Agent.ID)
+		return
+	}
 	x.probed, x.Reachable, x.Error, x.Ready, x.NotReady, x.Agent = true, p.Reachable, p.Error, p.Ready, p.NotReady, p.Agent
 	if p.Agent != nil && x.RaftAddr == "" {
 		x.RaftAddr = p.Agent.RaftAddr
