@@ -55,3 +55,37 @@ lint: tools ## gofmt, go vet, staticcheck
 
 clean: ## remove build outputs and tools
 	rm -rf $(BIN) $(TOOLS)
+
+# --- Deployment (terraform/, systemd/, ansible/; docs/deploy.md) -----------
+.PHONY: deploy-deps deploy-check deploy-image deploy-test deploy-clean
+# The machine's terraform when there is one, else OpenTofu built from the Go
+# module proxy into .tools/.
+OPENTOFU_VERSION := v1.10.10
+TF := $(or $(shell command -v terraform 2>/dev/null),$(TOOLS)/tofu)
+DEPLOY_TIMEOUT ?= 30m
+# Debian packages the deployment checks and test use.
+DEPLOY_PACKAGES := ansible ansible-lint debootstrap jq curl python3 shellcheck
+
+$(TOOLS)/tofu:
+	GOBIN=$(TOOLS) $(GO) install github.com/opentofu/opentofu/cmd/tofu@$(OPENTOFU_VERSION)
+
+deploy-deps: $(TF) ## install Ansible, ansible-lint, debootstrap, jq, shellcheck (Debian) and tofu if there is no terraform
+	@missing=$$(for p in $(DEPLOY_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing $$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  fi
+
+deploy-check: build deploy-deps ## static deployment checks: terraform fmt/test, ansible-lint/syntax, systemd-analyze verify, shellcheck
+	TF=$(TF) ./deploy/check.sh
+
+deploy-image: deploy-deps ## build (or reuse the cached) Debian 12 systemd image for the deployment test
+	@docker info >/dev/null 2>&1 || { echo "deploy: the Docker engine is not reachable" >&2; exit 1; }
+	./deploy/image.sh
+
+deploy-test: deploy-check deploy-image ## the deployment end to end on systemd containers as VMs (time-bounded)
+	TF=$(TF) timeout --foreground -k 30s $(DEPLOY_TIMEOUT) ./deploy/e2e.sh
+
+deploy-clean: ## remove containers and networks left by interrupted deployment tests
+	docker ps -aq --filter label=carpkv-deploy-test | xargs -r docker rm -f -v
+	docker network ls -q --filter label=carpkv-deploy-test | xargs -r docker network rm
