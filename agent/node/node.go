@@ -110,9 +110,15 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raft advertise address: %w", err)
 	}
-	if n.trans, err = raft.NewTCPTransportWithLogger(n.cfg.RaftBind, adv, 8, 10*time.Second, hlog); err != nil {
+	// Raft's TCP transport, on a stream layer that does not reuse pooled
+	// connections the peer has closed (stream.go).
+	st, err := newStream(n.cfg.RaftBind, adv)
+	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftBind, err)
 	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: st, MaxPool: 8, Timeout: 10 * time.Second, Logger: hlog,
+	})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
