@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -19,6 +19,28 @@ build: ## build bin/carpkv-agent and bin/carpkvctl (static)
 
 test: ## unit and integration tests, race detector on
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+# The chaos suite (chaos/, docs/testing.md): needs root, Docker and iptables.
+# Without SEED it runs the CI seeds (chaos.CISeeds): one round of every
+# fault kind each, every variant over the three, and the regression
+# scenarios (TestChaos*). SEED=… DURATION=… (a Go
+# duration) runs a soak; FAULTS=kind,kind narrows the faults; RAPID=1 does
+# not wait for recovery between faults. Results (summary; on failure also
+# the history, porcupine's HTML and every agent's log) go to CHAOS_RESULTS.
+CHAOS_RESULTS ?= $(CURDIR)/chaos-results
+CHAOS_TIMEOUT ?= 6h
+
+chaos: ## fault-injection suite: Docker cluster, nemesis, linearizability check (SEED= DURATION= FAULTS= RAPID=1)
+	@# The suite cleans up after itself, on signals too; the trap also
+	@# sweeps what a killed test binary left (runs in progress are kept).
+	trap '$(GO) run ./chaos/cmd/carpkv-chaos clean >/dev/null' EXIT; \
+	CARPKV_CHAOS=1 CARPKV_CHAOS_SEEDS="$(SEED)" \
+	  CARPKV_CHAOS_DURATION="$(DURATION)" CARPKV_CHAOS_FAULTS="$(FAULTS)" CARPKV_CHAOS_RAPID="$(RAPID)" \
+	  CARPKV_CHAOS_RESULTS="$(CHAOS_RESULTS)" \
+	  $(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '$(if $(SEED),^TestChaos$$,^TestChaos)' ./chaos/
+
+chaos-clean: ## remove every container, network, iptables chain and image of chaos runs
+	$(GO) run ./chaos/cmd/carpkv-chaos clean --all
 
 bench: ## ring benchmarks: Owner cost, balance, movement (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./carp/...

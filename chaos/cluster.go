@@ -1,0 +1,294 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Ports every agent listens on, each container having its own address.
+const (
+	raftPort   = "7000"
+	httpPort   = "8000"
+	gossipPort = "7946"
+)
+
+// agentState is what the harness did to an agent's container last.
+type agentState int
+
+const (
+	stateRunning agentState = iota
+	stateDown               // killed or stopped; docker start brings it back
+	stateSigStopped
+	stateFrozen  // docker pause
+	stateEvicted // removed from its group, its container still running
+	stateRemoved // container removed
+)
+
+// Agent is one carpkv-agent in its own container.
+type Agent struct {
+	ID, Group string
+	Name      string // container name
+	IP        string
+	DataDir   string // on the host, mounted at /data
+
+	mu    sync.Mutex
+	state agentState
+}
+
+// HTTP is the agent's API address.
+func (a *Agent) HTTP() string { return net.JoinHostPort(a.IP, httpPort) }
+
+// Gossip is the agent's gossip address.
+func (a *Agent) Gossip() string { return net.JoinHostPort(a.IP, gossipPort) }
+
+func (a *Agent) getState() agentState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state
+}
+
+func (a *Agent) setState(s agentState) {
+	a.mu.Lock()
+	a.state = s
+	a.mu.Unlock()
+}
+
+// ClusterConfig shapes the cluster under test.
+type ClusterConfig struct {
+	Groups, Replicas int
+	// AgentArgs are extra flags for every agent.
+	AgentArgs []string
+	// Dir receives the agents' data dirs and the logs of removed agents.
+	Dir string
+	Log *slog.Logger
+}
+
+// Cluster is Groups × Replicas agents, each in its own container on a
+// bridge network of the run's own, found by gossip alone
+// (--bootstrap-expect, --expect-groups, --retry-join).
+type Cluster struct {
+	cfg     ClusterConfig
+	log     *slog.Logger
+	name    string // prefix of every container; also the network's name
+	image   string
+	subnet  string // first three octets
+	network string
+	fw      *Firewall
+	api     agentAPI
+
+	mu     sync.Mutex
+	agents []*Agent // every agent ever started, removed ones included
+	nextIP int
+	nextN  map[string]int
+}
+
+// StartCluster creates the network, the firewall chain and the containers
+// and waits until every group has a leader and every agent has applied
+// the first ring. name must be unique to the run (Prefix + PID + ...).
+// On error, what was created is removed.
+func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c *Cluster, err error) {
+	c = &Cluster{
+		cfg: cfg, log: cfg.Log, name: name, image: image, nextIP: 10, nextN: map[string]int{},
+		api: agentAPI{http: &http.Client{Timeout: 2 * time.Second}},
+	}
+	defer func() {
+		if err != nil {
+			c.Close(context.WithoutCancel(ctx), false)
+			c = nil
+		}
+	}()
+	if c.subnet, err = createNetwork(ctx, name); err != nil {
+		return c, err
+	}
+	c.network = name
+	if c.fw, err = NewFirewall(ctx, name, c.subnet+".1"); err != nil {
+		return c, err
+	}
+	var all []*Agent
+	for g := 1; g <= cfg.Groups; g++ {
+		for r := 1; r <= cfg.Replicas; r++ {
+			all = append(all, c.newAgent(fmt.Sprintf("g%d", g)))
+		}
+	}
+	for _, a := range all {
+		args := []string{fmt.Sprintf("--bootstrap-expect=%d", cfg.Replicas)}
+		for _, o := range all {
+			if o != a {
+				args = append(args, "--retry-join", o.Gossip())
+			}
+		}
+		if err := c.run(ctx, a, args); err != nil {
+			return c, err
+		}
+	}
+	if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
+		return c, fmt.Errorf("cluster did not form: %w", err)
+	}
+	return c, nil
+}
+
+// newAgent allocates the next address and node ID of group.
+func (c *Cluster) newAgent(group string) *Agent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextN[group]++
+	id := fmt.Sprintf("%s-n%d", group, c.nextN[group])
+	a := &Agent{
+		ID: id, Group: group, Name: c.name + "-" + id,
+		IP:      fmt.Sprintf("%s.%d", c.subnet, c.nextIP),
+		DataDir: filepath.Join(c.cfg.Dir, "data", id),
+		state:   stateDown,
+	}
+	c.nextIP++
+	c.agents = append(c.agents, a)
+	return a
+}
+
+// run creates and starts a's container with the common flags plus extra.
+func (c *Cluster) run(ctx context.Context, a *Agent, extra []string) error {
+	if err := os.MkdirAll(a.DataDir, 0o755); err != nil {
+		return err
+	}
+	args := []string{
+		"run", "--detach", "--name", a.Name, "--hostname", a.ID,
+		"--label", OwnerLabel + "=" + strconv.Itoa(os.Getpid()),
+		"--network", c.network, "--ip", a.IP,
+		"--tmpfs", "/tmp", "--volume", a.DataDir + ":/data",
+		c.image,
+		"--node-id", a.ID, "--group", a.Group, "--data-dir", "/data",
+		"--raft-addr", net.JoinHostPort(a.IP, raftPort),
+		"--http-addr", a.HTTP(), "--gossip-addr", a.Gossip(),
+		"--gossip-profile", "local",
+		fmt.Sprintf("--expect-groups=%d", c.cfg.Groups),
+	}
+	args = append(append(args, c.cfg.AgentArgs...), extra...)
+	if _, err := docker(ctx, args...); err != nil {
+		return err
+	}
+	a.setState(stateRunning)
+	return nil
+}
+
+// Close removes the containers, the firewall chain and the network, and
+// with saveLogs first writes every agent's log into Dir/logs. It keeps
+// going after errors.
+func (c *Cluster) Close(ctx context.Context, saveLogs bool) error {
+	var errs []error
+	if c.fw != nil {
+		errs = append(errs, c.fw.Close(ctx))
+	}
+	for _, a := range c.Agents(true) {
+		if a.getState() == stateRemoved {
+			continue
+		}
+		if saveLogs {
+			errs = append(errs, c.saveLog(ctx, a))
+		}
+		if a.getState() == stateFrozen {
+			_, _ = docker(ctx, "unpause", a.Name)
+		}
+		if _, err := docker(ctx, "rm", "--force", "--volumes", a.Name); err != nil {
+			errs = append(errs, err)
+		}
+		a.setState(stateRemoved)
+	}
+	if c.network != "" {
+		if _, err := docker(ctx, "network", "rm", c.network); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// saveLog writes a's container log (stdout and stderr, every restart) to
+// Dir/logs/<id>.log.
+func (c *Cluster) saveLog(ctx context.Context, a *Agent) error {
+	dir := filepath.Join(c.cfg.Dir, "logs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, a.ID+".log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := dockerCmd(ctx, "logs", "--timestamps", a.Name)
+	cmd.Stdout, cmd.Stderr = f, f
+	return cmd.Run()
+}
+
+// Agents returns the agents, sorted by group then ID; those removed from
+// their group (evicted or gone) only if withRemoved.
+func (c *Cluster) Agents(withRemoved bool) []*Agent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Agent
+	for _, a := range c.agents {
+		if st := a.getState(); withRemoved || st != stateRemoved && st != stateEvicted {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return idLess(out[i].ID, out[j].ID)
+	})
+	return out
+}
+
+// idLess orders g1-n2 before g1-n10.
+func idLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// Groups returns the group IDs, sorted.
+func (c *Cluster) Groups() []string {
+	var out []string
+	for g := 1; g <= c.cfg.Groups; g++ {
+		out = append(out, fmt.Sprintf("g%d", g))
+	}
+	return out
+}
+
+// Members returns the current (not removed) members of group.
+func (c *Cluster) Members(group string) []*Agent {
+	var out []*Agent
+	for _, a := range c.Agents(false) {
+		if a.Group == group {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Addrs are the HTTP addresses of every current agent.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, a := range c.Agents(false) {
+		out = append(out, a.HTTP())
+	}
+	return out
+}
+
+// IPs are the addresses of agents.
+func IPs(agents []*Agent) []string {
+	out := make([]string, len(agents))
+	for i, a := range agents {
+		out[i] = a.IP
+	}
+	return out
+}

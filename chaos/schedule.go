@@ -1,0 +1,195 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Kind is a kind of fault the nemesis injects. Every fault heals.
+type Kind string
+
+// The fault kinds. docs/testing.md has the matrix of what each checks.
+const (
+	// KillLeader: SIGKILL the leader of a group, restart it after the hold.
+	// The time until the group acknowledges a write again is measured.
+	KillLeader Kind = "kill-leader"
+	// KillMember: SIGKILL a random member of a group (the leader too, by
+	// chance), restart it after the hold.
+	KillMember Kind = "kill-member"
+	// KillMinority: SIGKILL a minority of every group at once.
+	KillMinority Kind = "kill-minority"
+	// PauseLeader: freeze the leader of a group (SIGSTOP, or the cgroup
+	// freezer of docker pause), thaw it after the hold: a leader that
+	// wakes up believing it still leads.
+	PauseLeader Kind = "pause-leader"
+	// PauseMember: freeze a random member, thaw it after the hold.
+	PauseMember Kind = "pause-member"
+	// PartitionLeader: cut the leader of a group off from every other agent
+	// (clients still reach it).
+	PartitionLeader Kind = "partition-leader"
+	// PartitionSplit: a minority of every group on one side, everyone else
+	// on the other.
+	PartitionSplit Kind = "partition-split"
+	// PartitionClients: cut every member of a group off from the clients
+	// (the host); the agents still see each other.
+	PartitionClients Kind = "partition-clients"
+	// PartitionOneWay: drop the packets from a group's leader to its
+	// followers, or from the followers to the leader; the other direction
+	// still flows.
+	PartitionOneWay Kind = "partition-oneway"
+	// TransferLeadership: ask a group's leader to hand leadership to a
+	// random follower.
+	TransferLeadership Kind = "transfer-leadership"
+	// ReplaceMember: remove a member (the leader too, by chance) and add a
+	// fresh one: a new container with a new address, node ID and an empty
+	// data dir, joining through --join.
+	ReplaceMember Kind = "replace-member"
+	// RestartGroup: stop every member of a group at once (SIGKILL or
+	// SIGTERM), then start them all.
+	RestartGroup Kind = "restart-group"
+)
+
+// AllKinds lists every fault kind, in the order of docs/testing.md.
+var AllKinds = []Kind{
+	KillLeader, KillMember, KillMinority, PauseLeader, PauseMember,
+	PartitionLeader, PartitionSplit, PartitionClients, PartitionOneWay,
+	TransferLeadership, ReplaceMember, RestartGroup,
+}
+
+// ParseKinds parses a comma-separated list of kinds; "" or "all" is every
+// kind.
+func ParseKinds(s string) ([]Kind, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return append([]Kind(nil), AllKinds...), nil
+	}
+	var out []Kind
+	for _, f := range strings.Split(s, ",") {
+		k := Kind(strings.TrimSpace(f))
+		if !k.Valid() {
+			return nil, fmt.Errorf("unknown fault kind %q (known: %s)", k, joinKinds(AllKinds))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool {
+	for _, a := range AllKinds {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+func joinKinds(ks []Kind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
+}
+
+// isPartition reports whether k needs iptables.
+func (k Kind) isPartition() bool {
+	switch k {
+	case PartitionLeader, PartitionSplit, PartitionClients, PartitionOneWay:
+		return true
+	}
+	return false
+}
+
+// CISeeds are the seeds make chaos runs by default: one round each, and
+// together every kind in every variant (TestCISeedsCoverEveryVariant).
+var CISeeds = []uint64{1, 5, 10}
+
+// Step is one fault of a schedule: everything random about it is drawn
+// from the seed when the schedule is made, so a seed always gives the same
+// faults in the same order against the same groups and member positions.
+// What "the leader" is can only be known when the step runs.
+type Step struct {
+	N     int    `json:"n"`
+	Kind  Kind   `json:"kind"`
+	Group int    `json:"group"` // index of the target group (sorted IDs)
+	Pick  uint64 `json:"pick"`  // seeds the choice of members
+	// Variant picks how the fault is done, for kinds with several ways
+	// (see Variants).
+	Variant int           `json:"variant"`
+	Hold    time.Duration `json:"hold_ns"`
+	Gap     time.Duration `json:"gap_ns"` // quiet time after the cluster recovered
+}
+
+// rng is the step's own source for choosing members and variants.
+func (s Step) rng() *rand.Rand { return rand.New(rand.NewPCG(s.Pick, uint64(s.N))) }
+
+// Schedule draws an endless sequence of steps from a seed: rounds in which
+// every kind appears once, in a shuffled order, so any prefix of
+// len(kinds) steps covers every kind.
+type Schedule struct {
+	kinds  []Kind
+	groups int
+	rng    *rand.Rand
+	round  []Kind
+	n      int
+}
+
+// NewSchedule returns the schedule of seed over kinds, for a cluster of
+// groups groups.
+func NewSchedule(seed uint64, kinds []Kind, groups int) *Schedule {
+	return &Schedule{kinds: kinds, groups: groups, rng: rand.New(rand.NewPCG(seed, 0x6361727063686173))}
+}
+
+// Next returns the next step.
+func (s *Schedule) Next() Step {
+	if len(s.round) == 0 {
+		s.round = append([]Kind(nil), s.kinds...)
+		s.rng.Shuffle(len(s.round), func(i, j int) { s.round[i], s.round[j] = s.round[j], s.round[i] })
+	}
+	k := s.round[0]
+	s.round = s.round[1:]
+	st := Step{
+		N:       s.n,
+		Kind:    k,
+		Group:   s.rng.IntN(s.groups),
+		Pick:    s.rng.Uint64(),
+		Variant: s.rng.IntN(Variants(k)),
+		Hold:    holdFor(k, s.rng),
+		Gap:     time.Duration(1000+s.rng.IntN(2000)) * time.Millisecond,
+	}
+	s.n++
+	return st
+}
+
+// Variants is how many ways the nemesis has to inject k:
+//   - pause-leader, pause-member: SIGSTOP/SIGCONT, or docker pause (the
+//     cgroup freezer);
+//   - partition-oneway: leader -> followers dropped, or followers -> leader;
+//   - transfer-leadership: to a chosen follower, or to any;
+//   - replace-member: SIGKILL then remove (a dead machine replaced), or
+//     remove and leave the old member running with its old state for the
+//     hold (a zombie next to its replacement), then destroy it;
+//   - restart-group: SIGKILL all, or SIGTERM all (graceful).
+func Variants(k Kind) int {
+	switch k {
+	case PauseLeader, PauseMember, PartitionOneWay, TransferLeadership, ReplaceMember, RestartGroup:
+		return 2
+	}
+	return 1
+}
+
+// holdFor draws how long a fault lasts before it heals: long enough to
+// outlast an election (about a second with the default Raft timings), so
+// that the cluster works through the fault and not only around it.
+func holdFor(k Kind, r *rand.Rand) time.Duration {
+	switch k {
+	case TransferLeadership:
+		return 0 // instantaneous; the step waits for the group to settle
+	case RestartGroup:
+		return time.Duration(1000+r.IntN(3000)) * time.Millisecond
+	}
+	return time.Duration(3000+r.IntN(4000)) * time.Millisecond
+}
