@@ -351,3 +351,124 @@ func TestChaosClientFindsReplacedMembersWhenItsRingIsStale(t *testing.T) {
 	}
 	t.Logf("write to g1 acknowledged after %v", time.Since(start).Round(time.Millisecond))
 }
+
+// The client bug once more, in the form soak 3 met it after the first
+// fix: the client's ring lists, for g1, a member that was replaced since
+// (its address is gone) and the leader, and not the members that joined
+// or came back after the ring was fetched. When that leader freezes, every
+// call tries the gone address (not reachable), then the frozen leader,
+// whose silence ends the write with an unknown outcome: no call ever sees
+// a round of fruitless answers, the ring is never fetched again, and the
+// client writes nothing until the leader thaws, although the two other
+// members elected a leader within a second or two.
+func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T) {
+	image, ctx := needDocker(t)
+	c := startTestCluster(t, image, ctx)
+	ring, err := c.Ring(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _, err := chooseKeys(ring, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := map[string]string{}
+	for k, g := range keys {
+		key[g] = k
+	}
+	g1, g2 := c.Members("g1"), c.Members("g2")
+	a, b, cc := g1[0], g1[1], g1[2]
+	lead := func(want *Agent) {
+		t.Helper()
+		if err := poll(ctx, 30*time.Second, func() error {
+			l, err := c.Leader(ctx, "g1")
+			if err != nil || l == want {
+				return err
+			}
+			if err := c.TransferLeadership(ctx, l, want.ID); err != nil {
+				return err
+			}
+			return errors.New("transferred; confirming")
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lead(a)
+
+	// The client's ring is fetched while C is down: it knows A and B.
+	if err := c.Kill(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 30*time.Second, func() error {
+		ms, err := c.api.gossipMembers(ctx, g2[0].HTTP())
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.ID == cc.ID && m.State == "dead" {
+				return nil
+			}
+		}
+		return fmt.Errorf("gossip does not say %s is dead yet", cc.ID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := kvclient.New(kvclient.Config{Addrs: []string{g2[0].HTTP(), g2[1].HTTP()}, RequestTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	put := func(group string, timeout time.Duration) error {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := kv.Put(wctx, []byte(key[group]), []byte("v"))
+		return err
+	}
+	if err := put("g2", 10*time.Second); err != nil {
+		t.Fatalf("write to g2 (fetches the ring): %v", err)
+	}
+	// C comes back, B is replaced by a fresh member; the client notices
+	// neither.
+	if err := c.Start(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveMember(ctx, b, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Destroy(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddFresh(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lead(a)
+
+	// A freezes; the two others elect a leader.
+	if err := c.SigStop(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.SigCont(context.Background(), a) }()
+	frozen := time.Now()
+	leader, err := c.WaitLeaderWithout(ctx, "g1", a, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("g1: %s frozen; %s leads after %v", a.ID, leader.ID, time.Since(frozen).Round(time.Millisecond))
+
+	// Calls as an application makes them: each with its own deadline, a
+	// timeout (unknown outcome) is not the end.
+	var last error
+	for time.Since(frozen) < 10*time.Second {
+		if last = put("g1", time.Second); last == nil {
+			t.Logf("write to g1 acknowledged %v after %s froze", time.Since(frozen).Round(time.Millisecond), a.ID)
+			return
+		}
+	}
+	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", a.ID, leader.ID, last)
+}

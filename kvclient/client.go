@@ -35,6 +35,10 @@ type Client struct {
 	fetching *ringFetch
 	rr       atomic.Uint32 // rotates refresh candidates
 
+	// lastBgRefresh is when refreshInBackground last started a fetch
+	// (Unix nanoseconds).
+	lastBgRefresh atomic.Int64
+
 	closed atomic.Bool
 	done   chan struct{} // closed by Close: cuts backoffs short
 }

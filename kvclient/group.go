@@ -141,7 +141,10 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 		lastErr error
 		waits   int // backoffs so far: the exponent of the next one
 		quick   int // retries without a wait since the last backoff
-		refused int // attempts in a row that could not connect
+		// fruitless: attempts in a row that got nowhere: no connection,
+		// or an answer that no leader is known (not_leader without a
+		// hint to follow, unavailable)
+		fruitless int
 	)
 	if addr == "" {
 		err := fmt.Errorf("kvclient: %s: %w: no address known for group %s", cl.op, ErrUnavailable, g.id)
@@ -171,14 +174,28 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 		lastErr = err
 		v, next := g.decide(ctx, cl, cu, addr, err)
 		var te *transportError
-		if errors.As(err, &te) && !te.sent {
-			refused++
-		} else {
-			refused = 0
+		var ae *Error
+		switch {
+		case errors.As(err, &te) && !te.sent,
+			errors.As(err, &ae) && (ae.Code == wire.CodeUnavailable || ae.Code == wire.CodeNotLeader && v == retryLater):
+			fruitless++
+		default:
+			fruitless = 0
 		}
-		if v != stop && cl.routed && refused >= max(len(g.addrs), 1) {
-			// No member of the group takes connections: gossip may know
-			// members the ring we hold does not list.
+		if cl.routed && te != nil && !te.sent {
+			// A member the ring lists does not take connections: it may
+			// be gone for good (replaced), and members may have come
+			// since. Fetch the ring again in the background, so that the
+			// next calls know the current members even if this one ends
+			// before a round of fruitless attempts (a write that reaches a
+			// frozen member ends with an unknown outcome).
+			g.c.refreshInBackground()
+		}
+		if v != stop && cl.routed && fruitless >= max(len(g.addrs), 1) {
+			// No member we know of takes connections or knows a leader:
+			// the members may have changed since the ring was fetched
+			// (replaced, or down when it was), and gossip may know the
+			// current ones.
 			v = reroute
 		}
 		switch v {
@@ -306,4 +323,23 @@ func giveUp(cl *call, last, cause error) error {
 		return fmt.Errorf("kvclient: %s: nothing sent: %w", cl.op, cause)
 	}
 	return fmt.Errorf("%w (gave up: %w)", last, cause)
+}
+
+// refreshInBackground fetches the ring again without making the caller
+// wait, at most once a second.
+func (c *Client) refreshInBackground() {
+	now := time.Now().UnixNano()
+	last := c.lastBgRefresh.Load()
+	if now-last < int64(time.Second) || !c.lastBgRefresh.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		rt := c.rt.Load()
+		if rt == nil || c.closed.Load() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
+		defer cancel()
+		_, _ = c.refresh(ctx, rt, rt.epoch, "")
+	}()
 }
