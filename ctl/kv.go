@@ -35,15 +35,7 @@ func (e *env) put(c *cli.Context) error {
 	if err := wantArgs(c, 1, 2, "KEY [VALUE|-]"); err != nil {
 		return err
 	}
-	if _, err := resolveAddrs(c); err != nil {
-		return err // before waiting on stdin
-	}
-	key := []byte(c.Args().Get(0))
-	val, err := e.readValue(c, 1)
-	if err != nil {
-		return err
-	}
-	s, err := e.connect(c)
+	key, val, s, err := e.keyValueSession(c)
 	if err != nil {
 		return err
 	}
@@ -192,15 +184,7 @@ func (e *env) cas(c *cli.Context) error {
 	if !c.IsSet("expect") {
 		return &usageError{msg: "cas: --expect VERSION is required (0: the key must be absent)", cmd: "cas"}
 	}
-	if _, err := resolveAddrs(c); err != nil {
-		return err // before waiting on stdin
-	}
-	key := []byte(c.Args().Get(0))
-	val, err := e.readValue(c, 1)
-	if err != nil {
-		return err
-	}
-	s, err := e.connect(c)
+	key, val, s, err := e.keyValueSession(c)
 	if err != nil {
 		return err
 	}
@@ -222,4 +206,21 @@ func (e *env) printWrite(key []byte, ver uint64) error {
 	r := writeResult{Version: ver}
 	r.Key, r.KeyBase64 = bytesField(key)
 	return writeJSON(e.stdout, r)
+}
+
+// keyValueSession reads the KEY [VALUE|-] arguments of a write and
+// connects. Addresses are resolved before a value is awaited on stdin, so a
+// missing cluster fails at once instead of after the user typed the value.
+func (e *env) keyValueSession(c *cli.Context) (key, val []byte, s *session, err error) {
+	if _, err := resolveAddrs(c); err != nil {
+		return nil, nil, nil, err
+	}
+	key = []byte(c.Args().Get(0))
+	if val, err = e.readValue(c, 1); err != nil {
+		return nil, nil, nil, err
+	}
+	if s, err = e.connect(c); err != nil {
+		return nil, nil, nil, err
+	}
+	return key, val, s, nil
 }
