@@ -1,8 +1,6 @@
 package main_test
 
 import (
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +24,7 @@ func TestSingleClusterScriptRuns(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build ctl: %v\n%s", err, out)
 	}
-	base := freePortRange(t, 24)
+	base := testcluster.FreePortRange(t, 25) - 1 // the script uses base+1..base+24
 	cmd := exec.Command("../scripts/test-single-cluster.sh")
 	cmd.Env = append(os.Environ(), "BIN_DIR="+bin, "BASE_PORT="+strconv.Itoa(base))
 	out, err := cmd.CombinedOutput()
@@ -38,27 +36,4 @@ func TestSingleClusterScriptRuns(t *testing.T) {
 			t.Errorf("script output lacks %q:\n%s", want, out)
 		}
 	}
-}
-
-// freePortRange finds base such that base+1..base+n are free, below the
-// kernel's ephemeral range so that no outgoing connection takes one meanwhile.
-func freePortRange(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 100; try++ {
-		base := 20000 + rand.IntN(10000)
-		free := true
-		for p := base + 1; p <= base+n && free; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				free = false
-				continue
-			}
-			ln.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
 }

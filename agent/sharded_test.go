@@ -70,7 +70,6 @@ func doReq(t *testing.T, req *http.Request) answer {
 func TestShardedClusterFormsAndEnforcesOwnership(t *testing.T) {
 	start := time.Now()
 	s := testcluster.StartSharded(t, 3, 3)
-	s.DumpLogsOnFailure()
 	t.Logf("3x3 cluster: every agent applied ring epoch 1 %.1fs after start", time.Since(start).Seconds())
 
 	ring, cr := ringOf(t, s)
@@ -174,7 +173,6 @@ func TestShardedClusterFormsAndEnforcesOwnership(t *testing.T) {
 
 func TestDeadAgentShowsInGossipWithinBoundedTime(t *testing.T) {
 	s := testcluster.StartSharded(t, 2, 3)
-	s.DumpLogsOnFailure()
 	victim := s.Groups[1].Nodes[2]
 	observer := s.Groups[0].Nodes[0]
 	killed := time.Now()
@@ -215,7 +213,6 @@ func TestDeadAgentShowsInGossipWithinBoundedTime(t *testing.T) {
 
 func TestAgentWithOnlyAnotherGroupsAddressJoinsItsOwnGroup(t *testing.T) {
 	s := testcluster.StartSharded(t, 2, 3)
-	s.DumpLogsOnFailure()
 	g2 := s.Groups[1]
 	n4 := g2.AddNode("g2-n4")
 	// Only a gossip address of an agent of g1: no --join, no g2 address.

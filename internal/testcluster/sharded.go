@@ -48,6 +48,7 @@ func StartSharded(t testing.TB, groups, replicas int, args ...string) *Sharded {
 			n.Start()
 		}
 	}
+	s.DumpLogsOnFailure()
 	s.WaitRing(1, 60*time.Second)
 	return s
 }
@@ -108,6 +109,7 @@ func (n *Node) GossipMembers() ([]wire.Member, error) {
 }
 
 // DumpLogsOnFailure prints every agent's log if the test failed.
+// StartSharded registers it, so a cluster that never forms shows why.
 func (s *Sharded) DumpLogsOnFailure() {
 	for _, c := range s.Groups {
 		c.DumpLogsOnFailure()

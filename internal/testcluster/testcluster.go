@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,18 +49,6 @@ func AgentBinary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return agentBin
-}
-
-// FreePort returns a loopback address with a port that was free a moment
-// ago.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // Node is one agent process.
@@ -331,7 +318,7 @@ func (c *Cluster) DumpLogsOnFailure() {
 			return
 		}
 		for _, n := range c.Nodes {
-			c.t.Logf("==== log of %s ====\n%s", n.ID, tail(n.Log(), 80))
+			c.t.Logf("==== log of %s ====\n%s", n.ID, tail(n.Log(), 150))
 		}
 	})
 }
