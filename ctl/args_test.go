@@ -1,10 +1,11 @@
 package main
 
 import (
-	"net"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/carpkv/carpkv/kvclient/fakeagent"
 )
 
 func TestReorderArgsMovesFlagsBeforeArguments(t *testing.T) {
@@ -40,13 +41,5 @@ func TestReorderArgsMovesFlagsBeforeArguments(t *testing.T) {
 	}
 }
 
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
-}
+// deadAddr is an address that refuses connections.
+var deadAddr = fakeagent.DeadAddr

@@ -3,7 +3,6 @@ package kvclient_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -44,16 +43,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 // deadAddr is an address that refuses connections.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+var deadAddr = fakeagent.DeadAddr
 
 // dropConn closes the client's connection without an answer.
 func dropConn(w http.ResponseWriter) {
