@@ -70,8 +70,32 @@ func Start(n *Node, agentBin string) error {
 	n.PID = cmd.Process.Pid
 	// Reap it if it exits while this process lives (tests, a long demo),
 	// so it does not linger as a zombie that looks alive.
-	go func() { _ = cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	waitExeced(n.PID, exited)
 	return nil
+}
+
+// waitExeced waits until the kernel shows pid's new command line. Start
+// returns as soon as execve has begun, and for a moment after that
+// /proc/PID/cmdline is still empty (the new image's arguments are not
+// mapped yet), so Alive, which identifies the agent by its command line,
+// would call a process that is starting dead. It gives up when the process
+// exits or after a few seconds (the agent then shows as not alive and its
+// log says why).
+func waitExeced(pid int, exited <-chan struct{}) {
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err != nil || len(b) > 0 {
+			return // no /proc, or the new command line is there
+		}
+		select {
+		case <-exited:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // Signal sends sig to the node's process if it is alive.
