@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,17 @@ chaos-clean: ## remove every container, network, iptables chain and image of cha
 bench: ## ring benchmarks: Owner cost, balance, movement (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./carp/...
 
+# carpkv against etcd (docs/benchmarks.md). The etcd server and the etcd
+# client live in the separate module bench/, so the main module does not
+# depend on them. BENCH_FLAGS passes flags to `bench-compare run`, e.g.
+# BENCH_FLAGS="-reps 1 -duration 2s -only writes".
+BENCH_FLAGS ?=
+bench-tools: build ## build bin/etcd (pinned in bench/go.mod) and bin/bench-compare
+	cd bench && $(GO) build -o ../$(BIN)/etcd ./cmd/etcd && $(GO) build -o ../$(BIN)/bench-compare ./cmd/bench-compare
+
+bench-compare: bench-tools ## carpkv vs etcd side by side (~10 min): writes docs/benchmarks.md and docs/bench/*.png
+	$(BIN)/bench-compare run -bin $(BIN) -work .bench -doc docs/benchmarks.md -plots docs/bench $(BENCH_FLAGS)
+
 carp-report: ## CARP balance/weights/movement report, 1e6 keys, vs ketama and jump
 	$(GO) run ./carp/cmd/carp-report
 
@@ -69,14 +80,15 @@ tools: $(TOOLS)/staticcheck
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-lint: tools ## gofmt, go vet, staticcheck
+lint: tools ## gofmt, go vet, staticcheck (main module and bench/)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
+	cd bench && $(GO) vet ./... && $(TOOLS)/staticcheck ./...
 
 clean: ## remove build outputs and tools
-	rm -rf $(BIN) $(TOOLS)
+	rm -rf $(BIN) $(TOOLS) .bench
 
 # --- Deployment (terraform/, systemd/, ansible/; docs/deploy.md) -----------
 .PHONY: deploy-deps deploy-check deploy-image deploy-test deploy-clean

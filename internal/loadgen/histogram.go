@@ -150,3 +150,32 @@ func (h *Histogram) Summary() Summary {
 		P50: h.Quantile(0.5), P90: h.Quantile(0.9), P99: h.Quantile(0.99), P999: h.Quantile(0.999),
 	}
 }
+
+// CDFPoint is one point of a latency distribution: a share Q of the
+// operations took at most Latency.
+type CDFPoint struct {
+	Q       float64       `json:"q"`
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// CDFQuantiles are the quantiles CDF reports: every percent, then finer
+// towards the tail.
+var CDFQuantiles = func() []float64 {
+	var qs []float64
+	for i := 1; i <= 99; i++ {
+		qs = append(qs, float64(i)/100)
+	}
+	return append(qs, 0.995, 0.999, 0.9995, 0.9999, 1)
+}()
+
+// CDF returns h at CDFQuantiles; nil if h is empty.
+func (h *Histogram) CDF() []CDFPoint {
+	if h.n == 0 {
+		return nil
+	}
+	out := make([]CDFPoint, len(CDFQuantiles))
+	for i, q := range CDFQuantiles {
+		out[i] = CDFPoint{Q: q, Latency: h.Quantile(q)}
+	}
+	return out
+}

@@ -129,3 +129,25 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		h.Record(time.Duration(i&0xfffff) * 1000)
 	}
 }
+
+func TestHistogramCDFIsMonotoneAndEndsAtTheMax(t *testing.T) {
+	if NewHistogram().CDF() != nil {
+		t.Fatal("an empty histogram has a CDF")
+	}
+	h := NewHistogram()
+	for i := 1; i <= 10000; i++ {
+		h.Record(time.Duration(i) * time.Microsecond)
+	}
+	cdf := h.CDF()
+	for i := 1; i < len(cdf); i++ {
+		if cdf[i].Q <= cdf[i-1].Q || cdf[i].Latency < cdf[i-1].Latency {
+			t.Fatalf("point %d %+v after %+v", i, cdf[i], cdf[i-1])
+		}
+	}
+	if last := cdf[len(cdf)-1]; last.Q != 1 || last.Latency != h.Max() {
+		t.Fatalf("last point %+v, max %v", last, h.Max())
+	}
+	if mid := cdf[49]; mid.Q != 0.5 || mid.Latency != h.Quantile(0.5) {
+		t.Fatalf("median point %+v", mid)
+	}
+}

@@ -9,6 +9,7 @@ type Result struct {
 	Config      Config
 	Interrupted bool          // the run's context ended before the workload did
 	Elapsed     time.Duration // from the end of the warmup to the end of the last operation
+	WarmupOps   int64         // operations completed during the warmup (not recorded)
 
 	Ops          [numOps]OpStats    // indexed by Op
 	Latency      *Histogram         // every operation
@@ -110,19 +111,25 @@ func sum(a [numClasses]int64) int64 {
 type Report struct {
 	// Labels describe the target (system, read mode, ...); set by the
 	// caller.
-	Labels       map[string]string   `json:"labels,omitempty"`
-	Config       Config              `json:"config"`
-	Interrupted  bool                `json:"interrupted"`
-	Elapsed      time.Duration       `json:"elapsed_ns"`
-	Ops          int64               `json:"ops"`
-	OpsPerSec    float64             `json:"ops_per_sec"`
-	Errors       int64               `json:"errors"`
-	ErrorClasses map[string]int64    `json:"error_classes"`
-	ErrorSamples map[string]string   `json:"error_samples,omitempty"`
-	Latency      Summary             `json:"latency"`
-	ByOp         map[string]OpReport `json:"by_op"` // the ops of the mix
-	OpenLoop     *OpenLoopReport     `json:"open_loop,omitempty"`
-	Preload      *PreloadReport      `json:"preload,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Config       Config            `json:"config"`
+	Interrupted  bool              `json:"interrupted"`
+	Elapsed      time.Duration     `json:"elapsed_ns"`
+	Ops          int64             `json:"ops"`
+	OpsPerSec    float64           `json:"ops_per_sec"`
+	Errors       int64             `json:"errors"`
+	ErrorClasses map[string]int64  `json:"error_classes"`
+	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	Latency      Summary           `json:"latency"`
+	// LatencyCDF is the latency of every operation at the quantiles of
+	// CDFQuantiles: enough points to draw its distribution.
+	LatencyCDF []CDFPoint `json:"latency_cdf"`
+	// WarmupOps completed during the warmup: with Ops they are all the
+	// operations the store served in the run (for cost per operation).
+	WarmupOps int64               `json:"warmup_ops"`
+	ByOp      map[string]OpReport `json:"by_op"` // the ops of the mix
+	OpenLoop  *OpenLoopReport     `json:"open_loop,omitempty"`
+	Preload   *PreloadReport      `json:"preload,omitempty"`
 }
 
 // OpReport is one operation in a Report.
@@ -164,6 +171,8 @@ func (r *Result) Report() *Report {
 		OpsPerSec:    r.Throughput(),
 		ErrorClasses: map[string]int64{},
 		Latency:      r.Latency.Summary(),
+		LatencyCDF:   r.Latency.CDF(),
+		WarmupOps:    r.WarmupOps,
 		ByOp:         map[string]OpReport{},
 	}
 	errs := r.Errors()

@@ -225,6 +225,7 @@ func (r *Runner) measure(ctx context.Context, res *Result) {
 
 	res.Interrupted = ctx.Err() != nil
 	res.Elapsed = max(finish.Sub(p.warmEnd), 0)
+	res.WarmupOps = r.warmDone.Load()
 	lag := NewHistogram()
 	for _, w := range workers {
 		for op := range res.Ops {

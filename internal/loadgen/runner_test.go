@@ -295,6 +295,12 @@ func TestRunnerPreloadsEveryKeyThenWarmsUpUnrecorded(t *testing.T) {
 	if kv.calls[OpGet] < 300 {
 		t.Fatalf("the store saw %d gets, want 300 measured plus the warmup's", kv.calls[OpGet])
 	}
+	if got := res.WarmupOps + res.Count(); got != int64(kv.calls[OpGet]) {
+		t.Fatalf("warmup %d + measured %d ops, but the store served %d gets", res.WarmupOps, res.Count(), kv.calls[OpGet])
+	}
+	if rep := res.Report(); rep.WarmupOps != res.WarmupOps || len(rep.LatencyCDF) != len(CDFQuantiles) {
+		t.Fatalf("report: warmup_ops %d, %d CDF points", rep.WarmupOps, len(rep.LatencyCDF))
+	}
 }
 
 func TestRunnerStopsWhenItsContextEnds(t *testing.T) {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpuTime is the user plus system CPU time of processes pids so far (all
+// their threads).
+func cpuTime(pids []int) (time.Duration, error) {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("server process %d: %w", pid, err)
+		}
+		// pid (comm) state ppid ...: fields after the last ')' start at
+		// field 3; utime and stime are fields 14 and 15.
+		i := bytes.LastIndexByte(b, ')')
+		f := bytes.Fields(b[i+1:])
+		if len(f) < 13 {
+			return 0, fmt.Errorf("server process %d: short stat", pid)
+		}
+		u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+		s, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("server process %d: bad stat", pid)
+		}
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/carpkv/carpkv/ctl/localcluster"
+)
+
+// system is one cluster under test and how to drive it.
+type system struct {
+	Key  string // results key: carpkv-1g, carpkv-3g, etcd
+	Name string // for people
+	pids func() []int
+	// load returns the client command for a workload; it prints a
+	// loadgen report as JSON on stdout.
+	load func(args []string) *exec.Cmd
+	stop func()
+}
+
+// startCarpkv starts a local carpkv cluster of groups × 3 agents with
+// carpkvctl local up (the agents' defaults, as `make run` starts them).
+func startCarpkv(binDir, dir string, groups int) (*system, error) {
+	ctl := filepath.Join(binDir, "carpkvctl")
+	env := append(os.Environ(), "CARPKV_LOCAL_DIR="+dir)
+	up := exec.Command(ctl, "local", "up", "--groups", fmt.Sprint(groups), "--replicas", "3", "--fresh")
+	up.Env = env
+	var out bytes.Buffer
+	up.Stdout, up.Stderr = &out, &out
+	if err := up.Run(); err != nil {
+		return nil, fmt.Errorf("carpkvctl local up: %v\n%s", err, out.String())
+	}
+	st, err := localcluster.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, n := range st.Nodes {
+		pids = append(pids, n.PID)
+	}
+	addrs := strings.Join(st.HTTPAddrs(), ",")
+	name := "carpkv, 1 group"
+	if groups > 1 {
+		name = fmt.Sprintf("carpkv, %d groups", groups)
+	}
+	return &system{
+		Key: fmt.Sprintf("carpkv-%dg", groups), Name: name,
+		pids: func() []int { return pids },
+		load: func(args []string) *exec.Cmd {
+			return exec.Command(ctl, append([]string{"bench", "-o", "json", "--addr", addrs}, args...)...)
+		},
+		stop: func() {
+			down := exec.Command(ctl, "local", "down")
+			down.Env = env
+			_ = down.Run()
+		},
+	}, nil
+}
+
+func etcdSystem(self, etcdBin, dir string) (*system, error) {
+	c, err := startEtcd(etcdBin, dir)
+	if err != nil {
+		return nil, err
+	}
+	eps := strings.Join(c.endpoints, ",")
+	return &system{
+		Key: "etcd", Name: "etcd " + etcdVersion(etcdBin),
+		pids: c.pids,
+		load: func(args []string) *exec.Cmd {
+			return exec.Command(self, append([]string{"etcd-load", "-endpoints", eps}, args...)...)
+		},
+		stop: c.stop,
+	}, nil
+}
+
+func etcdVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "etcd Version: "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}

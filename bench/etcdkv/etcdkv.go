@@ -1,0 +1,171 @@
+// Package etcdkv adapts an etcd v3 client to loadgen.KV, so that the load
+// generator behind carpkvctl bench drives etcd with the same workload.
+//
+// Each operation is one etcd request, as each is one carpkv request:
+// put is a Put, get a Get (serializable when stale reads are asked for:
+// etcd's local read, the counterpart of carpkv's stale read), delete a
+// Delete, and cas a Txn comparing the key's mod revision with the one last
+// seen (0: absent), which on failure also reads the current revision, as
+// carpkv's cas answers with the current version.
+package etcdkv
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/carpkv/carpkv/internal/loadgen"
+)
+
+// Errors for the outcomes loadgen counts as normal.
+var (
+	ErrNotFound  = errors.New("etcdkv: key not found")
+	ErrCASFailed = errors.New("etcdkv: mod revision mismatch")
+)
+
+// KV is a loadgen.KV over one or more etcd clients, used in turn.
+type KV struct {
+	clients  []*clientv3.Client
+	next     atomic.Uint64
+	stale    bool
+	versions versions
+}
+
+// New returns a KV over clients (at least one). With stale, gets are
+// serializable.
+func New(clients []*clientv3.Client, stale bool) *KV {
+	kv := &KV{clients: clients, stale: stale}
+	kv.versions.init()
+	return kv
+}
+
+func (kv *KV) client() *clientv3.Client {
+	return kv.clients[kv.next.Add(1)%uint64(len(kv.clients))]
+}
+
+// Put implements loadgen.KV.
+func (kv *KV) Put(ctx context.Context, key, value []byte) error {
+	r, err := kv.client().Put(ctx, string(key), string(value))
+	if err == nil {
+		kv.versions.set(key, r.Header.Revision)
+	}
+	return err
+}
+
+// Get implements loadgen.KV.
+func (kv *KV) Get(ctx context.Context, key []byte) error {
+	var opts []clientv3.OpOption
+	if kv.stale {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	r, err := kv.client().Get(ctx, string(key), opts...)
+	if err != nil {
+		return err
+	}
+	if len(r.Kvs) == 0 {
+		kv.versions.set(key, 0)
+		return ErrNotFound
+	}
+	kv.versions.set(key, r.Kvs[0].ModRevision)
+	return nil
+}
+
+// CAS implements loadgen.KV.
+func (kv *KV) CAS(ctx context.Context, key, value []byte) error {
+	k := string(key)
+	r, err := kv.client().Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", kv.versions.get(key))).
+		Then(clientv3.OpPut(k, string(value))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if r.Succeeded {
+		kv.versions.set(key, r.Header.Revision)
+		return nil
+	}
+	var cur int64
+	if rr := r.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
+		cur = rr.Kvs[0].ModRevision
+	}
+	kv.versions.set(key, cur)
+	return ErrCASFailed
+}
+
+// Delete implements loadgen.KV.
+func (kv *KV) Delete(ctx context.Context, key []byte) error {
+	r, err := kv.client().Delete(ctx, string(key))
+	if err != nil {
+		return err
+	}
+	kv.versions.set(key, 0)
+	if r.Deleted == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Classify sorts the errors of KV for loadgen.
+func Classify(err error) loadgen.Class {
+	switch {
+	case err == nil:
+		return loadgen.OK
+	case errors.Is(err, ErrNotFound):
+		return loadgen.NotFound
+	case errors.Is(err, ErrCASFailed):
+		return loadgen.CASFailed
+	case errors.Is(err, context.DeadlineExceeded):
+		return loadgen.Timeout
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return loadgen.Timeout
+	case codes.Unavailable:
+		return loadgen.Unavailable
+	}
+	return loadgen.Other
+}
+
+// versions maps keys to the mod revision last seen, sharded by key.
+type versions struct {
+	seed   maphash.Seed
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[string]int64
+	}
+}
+
+func (v *versions) init() {
+	v.seed = maphash.MakeSeed()
+	for i := range v.shards {
+		v.shards[i].m = map[string]int64{}
+	}
+}
+
+func (v *versions) shard(key []byte) *struct {
+	mu sync.Mutex
+	m  map[string]int64
+} {
+	return &v.shards[maphash.Bytes(v.seed, key)%uint64(len(v.shards))]
+}
+
+func (v *versions) get(key []byte) int64 {
+	s := v.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[string(key)]
+}
+
+func (v *versions) set(key []byte, rev int64) {
+	s := v.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[string(key)] = rev
+}
