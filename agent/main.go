@@ -25,6 +25,7 @@ import (
 	"github.com/carpkv/carpkv/agent/gossip"
 	"github.com/carpkv/carpkv/agent/node"
 	"github.com/carpkv/carpkv/agent/server"
+	"github.com/carpkv/carpkv/agent/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -63,6 +64,8 @@ func newApp(action func(*cli.Context, config.Config) error) *cli.App {
 		str("ring-mode", d.RingMode, "CARP mode of the first ring: strong (default, balanced) or spec (draft-exact hashing)"),
 		str("log-level", d.LogLevel, "debug, info, warn or error"),
 		str("log-format", d.LogFormat, "text or json"),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "store-sync-every-commit", EnvVars: []string{"CARPKV_STORE_SYNC_EVERY_COMMIT"}, Usage: "fsync every state-machine commit (the Raft log is the durable copy either way; costs 20-30% of write throughput)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"CARPKV_ENABLE_PPROF"}, Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port (for performance work; off in production)"}),
 		integer("max-key-bytes", d.Limits.MaxKeyBytes, "largest accepted key"),
 		integer("max-value-bytes", d.Limits.MaxValueBytes, "largest accepted value"),
 		integer("max-body-bytes", d.Limits.MaxBodyBytes, "largest accepted request body"),
@@ -185,6 +188,8 @@ func fromCLI(c *cli.Context) config.Config {
 	cfg.RingMode = c.String("ring-mode")
 	cfg.LogLevel = c.String("log-level")
 	cfg.LogFormat = c.String("log-format")
+	cfg.Pprof = c.Bool("enable-pprof")
+	cfg.StoreSyncEveryCommit = c.Bool("store-sync-every-commit")
 	cfg.Limits.MaxKeyBytes = c.Int("max-key-bytes")
 	cfg.Limits.MaxValueBytes = c.Int("max-value-bytes")
 	cfg.Limits.MaxBodyBytes = c.Int("max-body-bytes")
@@ -217,6 +222,10 @@ func run(c *cli.Context, cfg config.Config) error {
 		return err
 	}
 	log := newLogger(cfg).With("node", cfg.NodeID, "group", cfg.Group)
+	if f := os.Getenv("CARPKV_BOOT_ID_FILE"); f != "" {
+		// For tests: a machine restart is a change of this file.
+		store.BootIDPath = f
+	}
 
 	// Listen before starting Raft so a busy port fails fast and cleanly.
 	ln, err := net.Listen("tcp", cfg.HTTPBind)
@@ -242,6 +251,9 @@ func run(c *cli.Context, cfg config.Config) error {
 	}
 	runner := cluster.Start(cfg, n, g, log)
 	srv := server.New(n, cfg.Limits, version, runner, log)
+	if cfg.Pprof {
+		srv.EnablePprof()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("agent started", "raft", cfg.RaftAdvertise, "http", cfg.HTTPAdvertise, "version", version)

@@ -73,6 +73,11 @@ type Config struct {
 
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel, LogFormat string
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP port.
+	Pprof bool
+	// StoreSyncEveryCommit fsyncs every state-machine commit instead of
+	// relying on the Raft log for durability (agent/store/durability.go).
+	StoreSyncEveryCommit bool
 
 	Limits Limits
 	Raft   Raft

@@ -75,7 +75,7 @@ func (n *Node) open() error {
 		}
 	}
 	var err error
-	if n.store, err = store.Open(kvDir, store.Options{Logger: n.log.With("component", "store"), Group: n.cfg.Group}); err != nil {
+	if n.store, err = store.Open(kvDir, store.Options{Logger: n.log.With("component", "store"), Group: n.cfg.Group, SyncEveryCommit: n.cfg.StoreSyncEveryCommit}); err != nil {
 		return fmt.Errorf("open state machine: %w", err)
 	}
 	// Log and stable store: bolt, fsync on every append (NoSync false), so

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,19 @@ func New(n *node.Node, limits config.Limits, version string, cluster Membership,
 		MaxHeaderBytes:    64 << 10,
 	}
 	return s
+}
+
+// EnablePprof serves Go's profiler under /debug/pprof/ (CPU, heap,
+// allocations, goroutines, traces). Off by default: it shows internals to
+// anyone who reaches the port, and a profile in progress costs CPU.
+func (s *Server) EnablePprof() {
+	g := s.engine.Group("/debug/pprof")
+	g.GET("/", gin.WrapF(pprof.Index))
+	g.GET("/cmdline", gin.WrapF(pprof.Cmdline))
+	g.GET("/profile", gin.WrapF(pprof.Profile))
+	g.GET("/symbol", gin.WrapF(pprof.Symbol))
+	g.GET("/trace", gin.WrapF(pprof.Trace))
+	g.GET("/:name", func(c *gin.Context) { pprof.Handler(c.Param("name")).ServeHTTP(c.Writer, c.Request) })
 }
 
 // Handler is the HTTP handler, for tests.
