@@ -17,8 +17,9 @@ build: ## build bin/carpkv-agent and bin/carpkvctl (static)
 	$(GO) build -o $(BIN)/carpkvctl ./ctl
 	$(GO) build -o $(BIN)/ ./carp/cmd/carp-report
 
-test: ## unit and integration tests, race detector on
+test: ## unit and integration tests, race detector on (main module and bench/)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m ./...
 
 # The chaos suite (chaos/, docs/testing.md): needs root, Docker and iptables.
 # Without SEED it runs the CI seeds (chaos.CISeeds): one round of every

@@ -323,11 +323,13 @@ func cdfPlot(res *Results, wl, path string) error {
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Add(plotter.NewGrid())
+	lines := 0
 	for _, k := range res.Order {
 		c := cellOf(res, k, wl)
 		if !c.ok || len(c.median.Report.LatencyCDF) == 0 {
 			continue
 		}
+		lines++
 		xys := cdfXYs(c.median.Report.LatencyCDF)
 		l, err := plotter.NewLine(xys)
 		if err != nil {
@@ -337,6 +339,9 @@ func cdfPlot(res *Results, wl, path string) error {
 		l.Width = vg.Points(1.5)
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (p99 %s)", res.Systems[k], fmtDur(c.median.Report.Latency.P99)), l)
+	}
+	if lines == 0 {
+		return errNoData // (a log axis without values would panic)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Y.Min, p.Y.Max = 0, 1
