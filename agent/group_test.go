@@ -326,6 +326,7 @@ func TestRemovedMemberCannotDisruptTheGroup(t *testing.T) {
 	// The removed node restarts with its old state, which still lists it
 	// as a voter: it will time out and try to be elected.
 	victim.Kill()
+	logFrom := len(victim.Log())
 	victim.Start()
 	before, err := leader.Self()
 	if err != nil {
@@ -350,6 +351,18 @@ func TestRemovedMemberCannotDisruptTheGroup(t *testing.T) {
 	_, err = cl.Join(ctx, joinRequest(victim))
 	if !errors.Is(err, kvclient.ErrInvalidArgument) {
 		t.Fatalf("rejoin of a removed ID: %v, want invalid_argument", err)
+	}
+	// The removed node itself asked to rejoin (it has no registration in
+	// the group), was refused for good, and stopped asking: one refusal
+	// in its log, not one every few seconds.
+	testcluster.Eventually(t, 10*time.Second, victim.ID+" gives up rejoining", func() error {
+		if !strings.Contains(victim.Log()[logFrom:], "the group refuses this agent") {
+			return errors.New("no refusal logged yet")
+		}
+		return nil
+	})
+	if n := strings.Count(victim.Log()[logFrom:], "join attempt failed"); n > 0 {
+		t.Fatalf("%s logged %d failed join attempts besides the refusal", victim.ID, n)
 	}
 }
 

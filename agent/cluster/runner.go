@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -29,6 +30,10 @@ type Runner struct {
 
 	lastJoin time.Time
 	joinWait time.Duration
+	// refused is the group's answer when it refused this agent for good
+	// (invalid_argument: a removed node ID, a malformed request); the
+	// agent then stops asking and stays out until it is restarted.
+	refused error
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -124,7 +129,7 @@ func (r *Runner) step() {
 // join asks the group to add (or register) this agent, at most once per
 // backoff period: static --join addresses first, then members gossip shows.
 func (r *Runner) join(ctx context.Context, self Agent, view []Agent) {
-	if time.Since(r.lastJoin) < r.joinWait {
+	if r.refused != nil || time.Since(r.lastJoin) < r.joinWait {
 		return
 	}
 	r.lastJoin = time.Now()
@@ -138,6 +143,14 @@ func (r *Runner) join(ctx context.Context, self Agent, view []Agent) {
 		if err == nil {
 			r.log.Info("joined group", "via", t)
 			r.joinWait = 100 * time.Millisecond
+			return
+		}
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeInvalidArgument {
+			// Retrying cannot help (a removed member asked every 3 s
+			// forever, and logged each refusal).
+			r.refused = err
+			r.log.Error("the group refuses this agent; not asking again until restarted", "via", t, "err", err)
 			return
 		}
 		r.log.Info("join attempt failed; will retry", "via", t, "err", err)
