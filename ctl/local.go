@@ -69,6 +69,7 @@ A cluster already running in DIR is left alone (the command fails) unless
 					&cli.BoolFlag{Name: "fresh", Usage: "stop any cluster in DIR and delete its data first"},
 					&cli.StringFlag{Name: "agent-bin", Usage: "`PATH` of carpkv-agent (default: next to carpkvctl, else PATH)"},
 					&cli.DurationFlag{Name: "wait", Value: 60 * time.Second, Usage: "give up if the cluster is not serving after this long"},
+					&cli.StringSliceFlag{Name: "agent-arg", Usage: "extra carpkv-agent `FLAG` for every agent of a new cluster, e.g. --agent-arg=--raft-heartbeat-timeout=500ms (repeatable; later flags win over the local defaults)"},
 				},
 				Action: e.localUp,
 			},
@@ -200,7 +201,7 @@ func (e *env) localUp(c *cli.Context) error {
 		st.AgentBin = bin
 		fmt.Fprintf(e.stderr, "starting the stopped %d×%d cluster in %s again (its data is kept; --fresh starts a new one)\n", st.Groups, st.Replicas, dir)
 	} else {
-		st, err = localcluster.Plan(localcluster.Options{Dir: dir, AgentBin: bin, Groups: groups, Replicas: replicas})
+		st, err = localcluster.Plan(localcluster.Options{Dir: dir, AgentBin: bin, Groups: groups, Replicas: replicas, ExtraArgs: c.StringSlice("agent-arg")})
 		if err != nil {
 			return &usageError{cmd: "up", msg: err.Error()}
 		}

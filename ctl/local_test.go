@@ -68,7 +68,7 @@ func loadState(t *testing.T, dir string) *localcluster.State {
 
 func TestLocalUpStartsEveryAgentAndWaitsForTheRing(t *testing.T) {
 	dir, bin := localEnv(t, "normal")
-	r := runCLI(t, "", "local", "up", "--groups", "2", "--replicas", "2", "--agent-bin", bin, "--wait", "20s")
+	r := runCLI(t, "", "local", "up", "--groups", "2", "--replicas", "2", "--agent-bin", bin, "--wait", "20s", "--agent-arg=--log-level=debug")
 	mustSucceed(t, r)
 	if !strings.Contains(r.stdout, "ring committed in") || !strings.Contains(r.stdout, "g2-n1") {
 		t.Fatalf("local up printed:\n%s", r.stdout)
@@ -86,6 +86,10 @@ func TestLocalUpStartsEveryAgentAndWaitsForTheRing(t *testing.T) {
 		}
 		if filepath.Dir(n.DataDir) != filepath.Join(dir, "data") {
 			t.Errorf("%s: data dir %s", n.ID, n.DataDir)
+		}
+		// --agent-arg comes last, so it wins over the local defaults.
+		if len(n.Args) == 0 || n.Args[len(n.Args)-1] != "--log-level=debug" {
+			t.Errorf("%s: args %q do not end with the --agent-arg", n.ID, n.Args)
 		}
 		// Their own session: a Ctrl-C of the terminal does not reach them.
 		if sid, err := sessionOf(n.PID); err != nil || sid != n.PID {
