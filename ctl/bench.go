@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -227,12 +225,11 @@ func classifyKV(err error) loadgen.Class {
 type benchKV struct {
 	c        *kvclient.Client
 	read     []kvclient.ReadOption
-	versions versionCache
+	versions loadgen.Versions
 }
 
 func newBenchKV(c *kvclient.Client, stale bool) *benchKV {
 	kv := &benchKV{c: c}
-	kv.versions.init()
 	if stale {
 		kv.read = []kvclient.ReadOption{kvclient.Stale()}
 	}
@@ -242,7 +239,7 @@ func newBenchKV(c *kvclient.Client, stale bool) *benchKV {
 func (kv *benchKV) Put(ctx context.Context, key, value []byte) error {
 	v, err := kv.c.Put(ctx, key, value)
 	if err == nil {
-		kv.versions.set(key, v)
+		kv.versions.Set(key, v)
 	}
 	return err
 }
@@ -251,21 +248,21 @@ func (kv *benchKV) Get(ctx context.Context, key []byte) error {
 	v, err := kv.c.Get(ctx, key, kv.read...)
 	switch {
 	case err == nil:
-		kv.versions.set(key, v.Version)
+		kv.versions.Set(key, v.Version)
 	case errors.Is(err, kvclient.ErrNotFound):
-		kv.versions.set(key, 0)
+		kv.versions.Set(key, 0)
 	}
 	return err
 }
 
 func (kv *benchKV) CAS(ctx context.Context, key, value []byte) error {
-	v, err := kv.c.CompareAndSwap(ctx, key, value, kv.versions.get(key))
+	v, err := kv.c.CompareAndSwap(ctx, key, value, kv.versions.Get(key))
 	var ce *kvclient.CASError
 	switch {
 	case err == nil:
-		kv.versions.set(key, v)
+		kv.versions.Set(key, v)
 	case errors.As(err, &ce):
-		kv.versions.set(key, ce.Current)
+		kv.versions.Set(key, ce.Current)
 	}
 	return err
 }
@@ -273,44 +270,9 @@ func (kv *benchKV) CAS(ctx context.Context, key, value []byte) error {
 func (kv *benchKV) Delete(ctx context.Context, key []byte) error {
 	_, err := kv.c.Delete(ctx, key)
 	if err == nil || errors.Is(err, kvclient.ErrNotFound) {
-		kv.versions.set(key, 0)
+		kv.versions.Set(key, 0)
 	}
 	return err
-}
-
-// versionCache maps keys to versions, sharded so that many workers rarely
-// wait on one lock.
-type versionCache struct {
-	seed   maphash.Seed
-	shards [64]struct {
-		mu sync.Mutex
-		m  map[string]uint64
-	}
-}
-
-func (vc *versionCache) init() {
-	vc.seed = maphash.MakeSeed()
-	for i := range vc.shards {
-		vc.shards[i].m = map[string]uint64{}
-	}
-}
-
-func (vc *versionCache) shard(key []byte) int {
-	return int(maphash.Bytes(vc.seed, key) % uint64(len(vc.shards)))
-}
-
-func (vc *versionCache) get(key []byte) uint64 {
-	s := &vc.shards[vc.shard(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[string(key)]
-}
-
-func (vc *versionCache) set(key []byte, v uint64) {
-	s := &vc.shards[vc.shard(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(key)] = v
 }
 
 // printBench writes the result as a summary and a table per operation.

@@ -12,8 +12,6 @@ package etcdkv
 import (
 	"context"
 	"errors"
-	"hash/maphash"
-	"sync"
 	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,15 +32,13 @@ type KV struct {
 	clients  []*clientv3.Client
 	next     atomic.Uint64
 	stale    bool
-	versions versions
+	versions loadgen.Versions // mod revisions (never negative)
 }
 
 // New returns a KV over clients (at least one). With stale, gets are
 // serializable.
 func New(clients []*clientv3.Client, stale bool) *KV {
-	kv := &KV{clients: clients, stale: stale}
-	kv.versions.init()
-	return kv
+	return &KV{clients: clients, stale: stale}
 }
 
 func (kv *KV) client() *clientv3.Client {
@@ -53,7 +49,7 @@ func (kv *KV) client() *clientv3.Client {
 func (kv *KV) Put(ctx context.Context, key, value []byte) error {
 	r, err := kv.client().Put(ctx, string(key), string(value))
 	if err == nil {
-		kv.versions.set(key, r.Header.Revision)
+		kv.versions.Set(key, uint64(r.Header.Revision))
 	}
 	return err
 }
@@ -69,10 +65,10 @@ func (kv *KV) Get(ctx context.Context, key []byte) error {
 		return err
 	}
 	if len(r.Kvs) == 0 {
-		kv.versions.set(key, 0)
+		kv.versions.Set(key, 0)
 		return ErrNotFound
 	}
-	kv.versions.set(key, r.Kvs[0].ModRevision)
+	kv.versions.Set(key, uint64(r.Kvs[0].ModRevision))
 	return nil
 }
 
@@ -80,7 +76,7 @@ func (kv *KV) Get(ctx context.Context, key []byte) error {
 func (kv *KV) CAS(ctx context.Context, key, value []byte) error {
 	k := string(key)
 	r, err := kv.client().Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(k), "=", kv.versions.get(key))).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", int64(kv.versions.Get(key)))).
 		Then(clientv3.OpPut(k, string(value))).
 		Else(clientv3.OpGet(k)).
 		Commit()
@@ -88,14 +84,14 @@ func (kv *KV) CAS(ctx context.Context, key, value []byte) error {
 		return err
 	}
 	if r.Succeeded {
-		kv.versions.set(key, r.Header.Revision)
+		kv.versions.Set(key, uint64(r.Header.Revision))
 		return nil
 	}
 	var cur int64
 	if rr := r.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
 		cur = rr.Kvs[0].ModRevision
 	}
-	kv.versions.set(key, cur)
+	kv.versions.Set(key, uint64(cur))
 	return ErrCASFailed
 }
 
@@ -105,7 +101,7 @@ func (kv *KV) Delete(ctx context.Context, key []byte) error {
 	if err != nil {
 		return err
 	}
-	kv.versions.set(key, 0)
+	kv.versions.Set(key, 0)
 	if r.Deleted == 0 {
 		return ErrNotFound
 	}
@@ -131,41 +127,4 @@ func Classify(err error) loadgen.Class {
 		return loadgen.Unavailable
 	}
 	return loadgen.Other
-}
-
-// versions maps keys to the mod revision last seen, sharded by key.
-type versions struct {
-	seed   maphash.Seed
-	shards [64]struct {
-		mu sync.Mutex
-		m  map[string]int64
-	}
-}
-
-func (v *versions) init() {
-	v.seed = maphash.MakeSeed()
-	for i := range v.shards {
-		v.shards[i].m = map[string]int64{}
-	}
-}
-
-func (v *versions) shard(key []byte) *struct {
-	mu sync.Mutex
-	m  map[string]int64
-} {
-	return &v.shards[maphash.Bytes(v.seed, key)%uint64(len(v.shards))]
-}
-
-func (v *versions) get(key []byte) int64 {
-	s := v.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[string(key)]
-}
-
-func (v *versions) set(key []byte, rev int64) {
-	s := v.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(key)] = rev
 }
