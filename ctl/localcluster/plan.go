@@ -34,7 +34,7 @@ func Plan(o Options) (*State, error) {
 	case o.Groups*o.Replicas > MaxNodes:
 		return nil, fmt.Errorf("%d×%d is %d agents; at most %d on one host", o.Groups, o.Replicas, o.Groups*o.Replicas, MaxNodes)
 	}
-	ports, err := freePorts(3 * o.Groups * o.Replicas)
+	ports, err := FreePorts(3 * o.Groups * o.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +90,10 @@ func Plan(o Options) (*State, error) {
 	return s, nil
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago,
+// FreePorts returns n distinct loopback ports that were free a moment ago,
 // for TCP and UDP both (gossip uses the same port for each). Every
 // listener is held until all are found, so no port is handed out twice.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	var (
 		ports   []int
 		closers []func() error

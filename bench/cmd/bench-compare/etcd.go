@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/carpkv/carpkv/bench/etcdkv"
+	"github.com/carpkv/carpkv/ctl/localcluster"
 	"github.com/carpkv/carpkv/internal/loadgen"
 )
 
@@ -28,7 +29,7 @@ type etcdCluster struct {
 }
 
 func startEtcd(bin, dir string) (*etcdCluster, error) {
-	ports, err := freePorts(6)
+	ports, err := localcluster.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
