@@ -2,7 +2,9 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -99,12 +101,7 @@ func CheckVersionOrder(ops []Op) []string {
 		}
 	}
 	var problems []string
-	groups := make([]string, 0, len(byGroup))
-	for g := range byGroup {
-		groups = append(groups, g)
-	}
-	sort.Strings(groups)
-	for _, g := range groups {
+	for _, g := range slices.Sorted(maps.Keys(byGroup)) {
 		ws := byGroup[g]
 		seen := map[uint64]Op{}
 		for _, o := range ws {
@@ -178,12 +175,7 @@ func CheckDurable(ops []Op, final map[string]FinalValue) []string {
 		}
 	}
 	var problems []string
-	keys := make([]string, 0, len(per))
-	for k := range per {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(per)) {
 		l := per[k]
 		if l.op.Version == 0 {
 			continue // no acknowledged put

@@ -3,6 +3,8 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -98,14 +100,9 @@ func describeFinal(v FinalValue) string {
 // FinalReads reads every key linearizably through kv (retrying until an
 // answer), records the reads in h, and returns what they found.
 func FinalReads(ctx context.Context, kv KV, h *History, keys map[string]string) (map[string]FinalValue, []string) {
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	final := map[string]FinalValue{}
 	var problems []string
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		var last string
 		for attempt := 0; attempt < 10; attempt++ {
 			octx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -130,12 +127,7 @@ func FinalReads(ctx context.Context, kv KV, h *History, keys map[string]string) 
 // members' converged state.
 func CompareFinal(converged, final map[string]FinalValue) []string {
 	var out []string
-	keys := make([]string, 0, len(final))
-	for k := range final {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(final)) {
 		if c, ok := converged[k]; ok && c != final[k] {
 			out = append(out, fmt.Sprintf("key %q: the members hold %s, a linearizable read returned %s",
 				k, describeFinal(c), describeFinal(final[k])))
