@@ -10,11 +10,14 @@ import (
 // Close syncs and writes the clean marker, and a "crash" is a close of the
 // database without either.
 
+// setBoot makes id the current boot ID; "" makes it unreadable.
 func setBoot(t *testing.T, id string) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "boot_id")
-	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if id != "" {
+		if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	old := BootIDPath
 	BootIDPath = p
@@ -110,9 +113,7 @@ func TestMachineRestartWhileOpenDiscardsTheFile(t *testing.T) {
 
 func TestUnknownBootIsNeverTrustedAfterACrash(t *testing.T) {
 	dir := t.TempDir()
-	old := BootIDPath
-	BootIDPath = filepath.Join(t.TempDir(), "missing")
-	t.Cleanup(func() { BootIDPath = old })
+	setBoot(t, "")
 	s := openProd(t, dir)
 	writeSome(t, s)
 	crash(t, s)
