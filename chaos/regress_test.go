@@ -18,10 +18,13 @@ import (
 // sequence that exposed the bug, deterministically, against the same
 // containerised cluster (CARPKV_CHAOS=1, make chaos).
 
-// startTestCluster starts a 2×3 cluster for one test; its logs and data
-// are kept in the results dir if the test fails.
-func startTestCluster(t *testing.T, image string, ctx context.Context) *Cluster {
+// startTestCluster starts a 2×3 cluster for one test (skipped without
+// CARPKV_CHAOS=1) and picks, per group, one key of the workload's kind
+// (key[group]) and the prober's key (probe[group]). The cluster's logs and
+// data are kept in the results dir if the test fails.
+func startTestCluster(t *testing.T) (ctx context.Context, c *Cluster, key, probe map[string]string) {
 	t.Helper()
+	image, ctx := needDocker(t)
 	root := os.Getenv("CARPKV_CHAOS_RESULTS")
 	if root == "" {
 		root = filepath.Join(os.TempDir(), "carpkv-chaos-results")
@@ -43,7 +46,19 @@ func startTestCluster(t *testing.T, image string, ctx context.Context) *Cluster 
 			_ = os.RemoveAll(dir)
 		}
 	})
-	return c
+	ring, err := c.Ring(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, probe, err := chooseKeys(ring, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = map[string]string{}
+	for k, g := range keys {
+		key[g] = k
+	}
+	return ctx, c, key, probe
 }
 
 // A client's ring lists a group's members as gossip saw them when the ring
@@ -55,20 +70,7 @@ func startTestCluster(t *testing.T, image string, ctx context.Context) *Cluster 
 // deadline, although the other two (restarted) members have a leader and
 // take writes.
 func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testing.T) {
-	image, ctx := needDocker(t)
-	c := startTestCluster(t, image, ctx)
-	ring, err := c.Ring(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := chooseKeys(ring, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := map[string]string{}
-	for k, g := range keys {
-		key[g] = k
-	}
+	ctx, c, key, _ := startTestCluster(t)
 
 	g1 := c.Members("g1")
 	down, survivor := g1[:2], g1[2]
@@ -159,16 +161,7 @@ func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testi
 // B is the only member C and B can elect, and B's first pre-vote to C must
 // not fail on a stale connection.
 func TestChaosElectionAfterAPeerRestartDoesNotFailOnStaleConnections(t *testing.T) {
-	image, ctx := needDocker(t)
-	c := startTestCluster(t, image, ctx)
-	ring, err := c.Ring(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, probes, err := chooseKeys(ring, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, _, probes := startTestCluster(t)
 	kv, err := kvclient.New(kvclient.Config{Addrs: c.Addrs()})
 	if err != nil {
 		t.Fatal(err)
@@ -264,20 +257,7 @@ func TestChaosElectionAfterAPeerRestartDoesNotFailOnStaleConnections(t *testing.
 // ever fills a round, the ring is never fetched again, and writes fail
 // until the partition heals, although the fresh members have a leader.
 func TestChaosClientFindsReplacedMembersWhenItsRingIsStale(t *testing.T) {
-	image, ctx := needDocker(t)
-	c := startTestCluster(t, image, ctx)
-	ring, err := c.Ring(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := chooseKeys(ring, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := map[string]string{}
-	for k, g := range keys {
-		key[g] = k
-	}
+	ctx, c, key, _ := startTestCluster(t)
 	kv, err := kvclient.New(kvclient.Config{Addrs: c.Addrs()})
 	if err != nil {
 		t.Fatal(err)
@@ -362,20 +342,7 @@ func TestChaosClientFindsReplacedMembersWhenItsRingIsStale(t *testing.T) {
 // client writes nothing until the leader thaws, although the two other
 // members elected a leader within a second or two.
 func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T) {
-	image, ctx := needDocker(t)
-	c := startTestCluster(t, image, ctx)
-	ring, err := c.Ring(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := chooseKeys(ring, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := map[string]string{}
-	for k, g := range keys {
-		key[g] = k
-	}
+	ctx, c, key, _ := startTestCluster(t)
 	g1, g2 := c.Members("g1"), c.Members("g2")
 	a, b, cc := g1[0], g1[1], g1[2]
 	lead := func(want *Agent) {
