@@ -170,24 +170,20 @@ func render(res *Results, docPath, plotDir string) error {
 	}
 
 	w("\n### Plots\n\n")
-	for _, p := range []struct{ file, alt string }{
-		{"throughput.png", "write throughput against concurrency"},
-		{"write-cdf.png", "write latency CDF"},
-		{"fixed-rate-cdf.png", "write latency CDF at a fixed offered load"},
-		{"read-cdf.png", "read latency CDF"},
+	cdf := func(wl string) func(*Results, string) error {
+		return func(r *Results, path string) error { return cdfPlot(r, wl, path) }
+	}
+	for _, p := range []struct {
+		file, alt string
+		draw      func(*Results, string) error
+	}{
+		{"throughput.png", "write throughput against concurrency", throughputPlot},
+		{"write-cdf.png", "write latency CDF", cdf("write-c100")},
+		{"fixed-rate-cdf.png", "write latency CDF at a fixed offered load", cdf("write-rate2000")},
+		{"read-cdf.png", "read latency CDF", cdf("read-c100")},
 	} {
 		path := filepath.Join(plotDir, p.file)
-		var err error
-		switch p.file {
-		case "throughput.png":
-			err = throughputPlot(res, path)
-		case "write-cdf.png":
-			err = cdfPlot(res, "write-c100", path)
-		case "fixed-rate-cdf.png":
-			err = cdfPlot(res, "write-rate2000", path)
-		case "read-cdf.png":
-			err = cdfPlot(res, "read-c100", path)
-		}
+		err := p.draw(res, path)
 		if err == errNoData {
 			continue
 		}
