@@ -57,12 +57,7 @@ func TestEveryBadInputGetsItsErrorCode(t *testing.T) {
 	c := testcluster.Start(t, "g1", 3, "--max-key-bytes=64", "--max-value-bytes=1024", "--max-body-bytes=2048")
 	c.DumpLogsOnFailure()
 	leader := c.Leader(10 * time.Second)
-	var follower *testcluster.Node
-	for _, n := range c.Nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := c.Follower(leader)
 	L := "http://" + leader.HTTPAddr
 	kv := L + wire.KVPrefix
 

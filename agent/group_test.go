@@ -204,12 +204,7 @@ func TestRestartedMemberCatchesUp(t *testing.T) {
 	c.DumpLogsOnFailure()
 	cl := client(t, c)
 	leader := c.Leader(10 * time.Second)
-	var follower *testcluster.Node
-	for _, n := range c.Nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := c.Follower(leader)
 	follower.Kill()
 	ctx := testcluster.Context(t, 60*time.Second)
 	for i := 0; i < 300; i++ {
@@ -313,12 +308,7 @@ func TestRemovedMemberCannotDisruptTheGroup(t *testing.T) {
 	cl := client(t, c)
 	ctx := testcluster.Context(t, 60*time.Second)
 	leader := c.Leader(10 * time.Second)
-	var victim *testcluster.Node
-	for _, n := range c.Nodes {
-		if n != leader {
-			victim = n
-		}
-	}
+	victim := c.Follower(leader)
 	if _, err := cl.Remove(ctx, victim.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -73,6 +73,7 @@ Examples:
 			&cli.DurationFlag{Name: "duration", Value: d.Duration, Usage: "measured time, after the warmup"},
 			&cli.Int64Flag{Name: "ops", Usage: "stop after `N` measured operations (instead of --duration, unless that is given too)"},
 			&cli.Float64Flag{Name: "rate", Usage: "open loop: `OPS/S` due over all workers (0: closed loop)"},
+			&cli.StringFlag{Name: "transport", Value: kvclient.TransportStream, Usage: "how operations travel: stream (binary, many in flight per connection) or http (one HTTP/1.1 request each)"},
 			&cli.BoolFlag{Name: "stale", Usage: "stale reads (any member's copy) instead of linearizable ones"},
 			&cli.BoolFlag{Name: "preload", Usage: "write every key once before the warmup"},
 			&cli.DurationFlag{Name: "warmup", Value: d.Warmup, Usage: "run this long before measuring, unrecorded"},
@@ -150,7 +151,12 @@ func (e *env) bench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	kcfg := kvclient.Config{Addrs: addrs, MaxIdleConnsPerHost: max(kvclient.DefaultMaxIdleConnsPerHost, cfg.Concurrency)}
+	switch t := c.String("transport"); t {
+	case kvclient.TransportStream, kvclient.TransportHTTP:
+	default:
+		return benchUsage("--transport: %q is not stream or http", t)
+	}
+	kcfg := kvclient.Config{Addrs: addrs, MaxIdleConnsPerHost: max(kvclient.DefaultMaxIdleConnsPerHost, cfg.Concurrency), Transport: c.String("transport")}
 	if c.Bool("verbose") {
 		kcfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -199,6 +199,7 @@ func TestBenchUsageErrorsExit3(t *testing.T) {
 		{[]string{"--ops", "0"}, "bench: --ops must be at least 1"},
 		{[]string{"--rate", "-1"}, "bench: --rate: -1: must not be negative"},
 		{[]string{"--warmup", "-1s"}, "bench: --warmup"},
+		{[]string{"--transport", "grpc"}, `bench: --transport: "grpc" is not stream or http`},
 		{[]string{"extra"}, "bench: too many arguments"},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,10 @@ type call struct {
 	// epoch is the ring epoch the call was routed by, sent in
 	// HeaderRingEpoch when positive; set before each routing.
 	epoch uint64
+	// stream is the call as a KV stream request (get, put, delete), sent
+	// that way when the agent speaks it; nil: HTTP only. Epoch and
+	// timeout are filled in per attempt.
+	stream *wire.StreamRequest
 	// attempts counts the HTTP exchanges of the whole call, over every
 	// group it was routed to (Config.MaxAttempts bounds it).
 	attempts int
@@ -53,8 +57,12 @@ type call struct {
 // reply is a 2xx answer.
 type reply struct {
 	addr   string
-	header http.Header
+	header http.Header // HTTP only
 	body   []byte
+	// streamed: the answer came over the KV stream, with the key's version
+	// here rather than in a header or body.
+	streamed bool
+	version  uint64
 }
 
 const (
@@ -68,6 +76,11 @@ const (
 // *transportError when no answer came, or another error (response too
 // large).
 func (c *Client) attempt(ctx context.Context, addr string, cl *call) (*reply, error) {
+	if cl.stream != nil && c.streams != nil {
+		if rep, err, ok := c.streamAttempt(ctx, addr, cl); ok {
+			return rep, err
+		}
+	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 

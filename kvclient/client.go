@@ -21,7 +21,9 @@ type Client struct {
 	http   *http.Client
 	owned  *http.Transport // the transport New built, closed by Close; nil if given
 	traced bool            // http's transport reports connection and write events
-	log    *slog.Logger
+	// streams carries KV calls (stream.go); nil with Transport "http".
+	streams *streams
+	log     *slog.Logger
 
 	// group is the seeds' group: management calls (Configuration, Join,
 	// Remove, TransferLeadership) go to it.
@@ -70,6 +72,9 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.traced = true
 	}
+	if cfg.Transport != TransportHTTP {
+		c.streams = &streams{c: c}
+	}
 	c.group = newGroupClient(c, "", cfg.Addrs)
 	return c, nil
 }
@@ -103,6 +108,9 @@ func (c *Client) Close() error {
 	close(c.done)
 	if c.owned != nil {
 		c.owned.CloseIdleConnections()
+	}
+	if c.streams != nil {
+		c.streams.close()
 	}
 	return nil
 }
@@ -155,8 +163,9 @@ type readOptions struct {
 // it reads are linearizable.
 func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
 
-func kvCall(op string, key []byte, method string) *call {
+func kvCall(op string, key []byte, method string, sop wire.StreamOp) *call {
 	return &call{
+		stream:  &wire.StreamRequest{Op: sop, Key: key},
 		op:      fmt.Sprintf("%s %q", op, key),
 		method:  method,
 		path:    wire.KVPrefix + string(key),
@@ -188,15 +197,19 @@ func (c *Client) get(ctx context.Context, key []byte, o readOptions) (Value, str
 	if err := checkKey("get", key); err != nil {
 		return Value{}, "", err
 	}
-	cl := kvCall("get", key, http.MethodGet)
+	cl := kvCall("get", key, http.MethodGet, wire.StreamGet)
 	cl.idempotent = true
 	if o.stale {
 		cl.query.Set(wire.QueryStale, "true")
+		cl.stream.Flags |= wire.FlagStale
 		cl.route = routeAny
 	}
 	rep, group, err := c.route(ctx, key, cl)
 	if err != nil {
 		return Value{}, group, err
+	}
+	if rep.streamed {
+		return Value{Data: rep.body, Version: rep.version}, group, nil
 	}
 	ver, err := wire.ParseUint(rep.header.Get(wire.HeaderVersion))
 	if err != nil {
@@ -235,13 +248,16 @@ func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *
 	if err := checkKey(op, key); err != nil {
 		return 0, "", err
 	}
-	cl := kvCall(op, key, http.MethodPut)
+	cl := kvCall(op, key, http.MethodPut, wire.StreamPut)
 	cl.body = value
 	if cl.body == nil {
 		cl.body = []byte{}
 	}
+	cl.stream.Value = value
 	if expect != nil {
 		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
+		cl.stream.Flags |= wire.FlagCAS
+		cl.stream.Expect = *expect
 	}
 	rep, group, err := c.route(ctx, key, cl)
 	if err != nil {
@@ -275,9 +291,11 @@ func (c *Client) del(ctx context.Context, op string, key []byte, expect *uint64)
 	if err := checkKey(op, key); err != nil {
 		return 0, err
 	}
-	cl := kvCall(op, key, http.MethodDelete)
+	cl := kvCall(op, key, http.MethodDelete, wire.StreamDelete)
 	if expect != nil {
 		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
+		cl.stream.Flags |= wire.FlagCAS
+		cl.stream.Expect = *expect
 	}
 	rep, _, err := c.route(ctx, key, cl)
 	if err != nil {
@@ -292,6 +310,9 @@ func (c *Client) del(ctx context.Context, op string, key []byte, expect *uint64)
 // writeVersion reads the version of a successful write from its body, or
 // from its header if the body does not say.
 func writeVersion(cl *call, rep *reply) (uint64, error) {
+	if rep.streamed && rep.version != 0 {
+		return rep.version, nil
+	}
 	var wr wire.WriteResult
 	if err := json.Unmarshal(rep.body, &wr); err == nil && wr.Version != 0 {
 		return wr.Version, nil

@@ -20,7 +20,9 @@ type Config struct {
 	// of one group for those. A leading "http://" is accepted and dropped.
 	Addrs []string
 
-	// HTTPClient sends every request. Nil: the Client builds its own, with
+	// HTTPClient sends every HTTP request: management calls, the ring, and
+	// get, put and delete when they do not travel on the KV stream (see
+	// Transport). Nil: the Client builds its own, with
 	// a Transport tuned for many concurrent callers (keep-alives, up to
 	// MaxIdleConnsPerHost idle connections per agent, no proxy), and
 	// closes its idle connections on Close. A client given here is used as
@@ -73,6 +75,14 @@ type Config struct {
 	// MultiPut has in flight at once (groups run in parallel, so a batch
 	// has up to this many times the number of groups). Default 16.
 	BatchConcurrency int
+
+	// Transport is how get, put and delete travel: TransportStream (the
+	// default) sends them over a few long-lived binary connections per
+	// agent, many requests in flight on each (docs/api.md, "KV stream"),
+	// and falls back to HTTP for an agent that does not offer it;
+	// TransportHTTP sends one HTTP/1.1 request per operation through
+	// HTTPClient. Management calls and the ring always use HTTP.
+	Transport string
 
 	// Logger receives debug records of retries and leader changes. Nil
 	// discards them.
@@ -144,6 +154,12 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
+// Transports for Config.Transport.
+const (
+	TransportStream = "stream"
+	TransportHTTP   = "http"
+)
+
 // normalizeAddr accepts "host:port" and "http://host:port/".
 func normalizeAddr(a string) string {
 	a = strings.TrimSpace(a)
@@ -195,6 +211,11 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.MaxResponseBytes < 0 {
 		return configError("MaxResponseBytes", fmt.Sprintf("must not be negative, got %d", cfg.MaxResponseBytes))
+	}
+	switch cfg.Transport {
+	case "", TransportStream, TransportHTTP:
+	default:
+		return configError("Transport", fmt.Sprintf("%q is not %q or %q", cfg.Transport, TransportStream, TransportHTTP))
 	}
 	if cfg.BatchConcurrency < 0 {
 		return configError("BatchConcurrency", fmt.Sprintf("must not be negative, got %d", cfg.BatchConcurrency))

@@ -25,8 +25,15 @@ func fastConfig(addrs ...string) kvclient.Config {
 	return kvclient.Config{Addrs: addrs, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}
 }
 
+// newClient builds a Client for fakeagent, which speaks HTTP only: the
+// tests here pin HTTP's semantics (stream_test.go covers the KV stream),
+// so Transport defaults to HTTP rather than to the stream and its
+// fallback.
 func newClient(t *testing.T, cfg kvclient.Config) *kvclient.Client {
 	t.Helper()
+	if cfg.Transport == "" {
+		cfg.Transport = kvclient.TransportHTTP
+	}
 	c, err := kvclient.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -36,6 +36,7 @@ type Server struct {
 	engine   *gin.Engine
 	srv      *http.Server
 	inflight chan struct{}
+	streams  streams // upgraded KV stream connections (stream.go)
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -84,6 +85,9 @@ func New(n *node.Node, limits config.Limits, version string, cluster Membership,
 	kv.GET("/*key", s.get)
 	kv.PUT("/*key", s.put)
 	kv.DELETE("/*key", s.del)
+	// Not under the KV group: a stream is not one request, and each of its
+	// requests takes an in-flight slot of its own.
+	e.GET(wire.PathKVStream, s.observe, s.kvStream)
 
 	m := e.Group("", s.observe)
 	m.GET(wire.PathAgentSelf, s.self)
@@ -131,8 +135,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting requests and waits for those in flight.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Shutdown stops accepting requests and waits for those in flight, over
+// HTTP and on KV streams.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return errors.Join(s.srv.Shutdown(ctx), s.streams.shutdown(ctx))
+}
 
 // observe records every request's outcome code and latency by operation.
 func (s *Server) observe(c *gin.Context) {

@@ -266,6 +266,17 @@ func (c *Cluster) Leader(timeout time.Duration) *Node {
 	return l
 }
 
+// Follower returns a member other than leader (the last one listed).
+func (c *Cluster) Follower(leader *Node) *Node {
+	var f *Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			f = n
+		}
+	}
+	return f
+}
+
 func (c *Cluster) leader() (*Node, error) {
 	var leaderID string
 	var leader *Node

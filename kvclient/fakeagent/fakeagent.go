@@ -75,6 +75,7 @@ type Agent struct {
 	requests atomic.Int64
 	ringReqs atomic.Int64
 	stopped  atomic.Bool
+	stream   streamState
 }
 
 // NewGroup starts a standalone group g1 (ring epoch 0) of n agents
@@ -252,11 +253,23 @@ func (a *Agent) Stop() {
 		return
 	}
 	a.srv.CloseClientConnections()
+	a.closeStreams()
 	a.srv.Close()
 }
 
 // ServeHTTP counts the request, runs the hook, then the normal handler.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == wire.PathKVStream {
+		if a.serveStream(w, r) {
+			return
+		}
+		// Without a stream handler, a fake of the HTTP API only: the
+		// client falls back to HTTP, as it does with an agent that
+		// predates the KV stream. Not counted, so request counts are
+		// those of the HTTP API.
+		WriteError(w, &wire.Error{Code: wire.CodeNotFound, Message: "this fake agent speaks HTTP only"})
+		return
+	}
 	if p := r.URL.Path; p == wire.PathRing || p == wire.PathGossipMembers {
 		a.ringReqs.Add(1)
 		if h := a.ringHook.Load(); h != nil && (*h)(w, r) {
