@@ -69,9 +69,13 @@ func startTestCluster(t *testing.T) (ctx context.Context, c *Cluster, key, probe
 // not_leader without a hint, and the client retries it alone until its
 // deadline, although the other two (restarted) members have a leader and
 // take writes.
-func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testing.T) {
-	ctx, c, key, _ := startTestCluster(t)
-
+// ringWithOneMemberOfG1 kills two members of g1, waits until gossip says
+// they are dead, starts a client (with cfg, given agents of g2) whose first
+// call fetches the ring, so that its ring lists one member of g1 (the
+// survivor), then starts the two again and waits until the cluster is
+// healthy. The client does not notice them come back.
+func ringWithOneMemberOfG1(t *testing.T, ctx context.Context, c *Cluster, key map[string]string, cfg kvclient.Config) (*kvclient.Client, *Agent) {
+	t.Helper()
 	g1 := c.Members("g1")
 	down, survivor := g1[:2], g1[2]
 	for _, a := range down {
@@ -103,11 +107,12 @@ func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testi
 
 	// The application starts now, knowing agents of g2 only; its first
 	// call fetches the ring.
-	kv, err := kvclient.New(kvclient.Config{Addrs: []string{g2[0].HTTP(), g2[1].HTTP()}})
+	cfg.Addrs = []string{g2[0].HTTP(), g2[1].HTTP()}
+	kv, err := kvclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer kv.Close()
+	t.Cleanup(func() { kv.Close() })
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err = kv.Put(wctx, []byte(key["g2"]), []byte("v"))
 	cancel()
@@ -123,6 +128,13 @@ func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testi
 	if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	return kv, survivor
+}
+
+func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testing.T) {
+	ctx, c, key, _ := startTestCluster(t)
+	kv, survivor := ringWithOneMemberOfG1(t, ctx, c, key, kvclient.Config{})
+
 	// Now the survivor is cut off from every other agent; the clients
 	// still reach it. The two others keep (or elect) a leader.
 	others := without(c.Agents(false), survivor)
@@ -134,9 +146,9 @@ func TestChaosClientFindsTheLeaderAfterItsRingWasFetchedWithMembersDown(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("g1: %s cut off, %s leads the other two; the client's ring was fetched while %v were dead", survivor.ID, leader.ID, ids(down))
+	t.Logf("g1: %s cut off, %s leads the other two; the client's ring was fetched while the others were dead", survivor.ID, leader.ID)
 
-	wctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	start := time.Now()
 	if _, err := kv.Put(wctx, []byte(key["g1"]), []byte("v")); err != nil {
@@ -438,4 +450,62 @@ func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T)
 		}
 	}
 	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", a.ID, leader.ID, last)
+}
+
+// Finding 4 (docs/testing.md): the client's ring lists one member of g1,
+// which leads; it freezes, and the two others elect a leader. The write in
+// flight to the frozen leader ends with an unknown outcome, as it must;
+// the calls after it must find the new leader, not write to the frozen
+// one until it thaws. Over HTTP each new call's request went to the frozen
+// agent (its kernel still accepts connections) and ended unknown in turn;
+// on the KV stream, a connection opens only when the agent answers the
+// upgrade, so a frozen agent is "not reachable, nothing sent", which
+// refreshes the ring.
+func TestChaosClientWhoseOnlyKnownMemberFreezesFindsTheNewLeader(t *testing.T) {
+	ctx, c, key, _ := startTestCluster(t)
+	kv, survivor := ringWithOneMemberOfG1(t, ctx, c, key, kvclient.Config{RequestTimeout: 500 * time.Millisecond})
+	if err := poll(ctx, 30*time.Second, func() error {
+		l, err := c.Leader(ctx, "g1")
+		if err != nil || l == survivor {
+			return err
+		}
+		if err := c.TransferLeadership(ctx, l, survivor.ID); err != nil {
+			return err
+		}
+		return errors.New("transferred; confirming")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(timeout time.Duration) error {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := kv.Put(wctx, []byte(key["g1"]), []byte("v"))
+		return err
+	}
+	// The client writes to g1 through the survivor, the one member it knows.
+	if err := put(10 * time.Second); err != nil {
+		t.Fatalf("write to g1 through %s: %v", survivor.ID, err)
+	}
+
+	if err := c.SigStop(ctx, survivor); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.SigCont(context.Background(), survivor) }()
+	frozen := time.Now()
+	leader, err := c.WaitLeaderWithout(ctx, "g1", survivor, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("g1: %s frozen; %s leads after %v", survivor.ID, leader.ID, time.Since(frozen).Round(time.Millisecond))
+
+	// Calls as an application makes them: each with its own deadline, a
+	// timeout (unknown outcome) is not the end.
+	var last error
+	for time.Since(frozen) < 10*time.Second {
+		if last = put(time.Second); last == nil {
+			t.Logf("write to g1 acknowledged %v after %s froze", time.Since(frozen).Round(time.Millisecond), survivor.ID)
+			return
+		}
+	}
+	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", survivor.ID, leader.ID, last)
 }
