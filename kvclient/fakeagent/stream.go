@@ -37,9 +37,9 @@ type streamState struct {
 	handler  atomic.Pointer[StreamHandler]
 	upgrades atomic.Int64
 	hold     atomic.Bool
-	mu      sync.Mutex
-	conns   []net.Conn
-	count   int
+	mu       sync.Mutex
+	conns    []net.Conn
+	count    int
 }
 
 // SetStreamHandler makes the agent accept the KV stream upgrade and serve
