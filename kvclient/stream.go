@@ -359,6 +359,12 @@ func (c *Client) streamAttempt(ctx context.Context, addr string, cl *call) (rep 
 		return nil, c.noAnswer(cl, addr, false, actx.Err() != nil, err), true
 	}
 	req := *cl.stream
+	if int64(wire.StreamRequestHeader)+int64(len(req.Key))+int64(len(req.Value)) > wire.MaxStreamFrame {
+		// The frame's length would not fit its 32 bits; no agent takes a
+		// value this large anyway (--max-value-bytes is at most 64 MiB).
+		return nil, fmt.Errorf("kvclient: %s: %w: %d bytes of key and value do not fit a KV stream frame",
+			cl.op, ErrTooLarge, len(req.Key)+len(req.Value)), true
+	}
 	if cl.epoch > 0 {
 		// Invariant 3, as in attempt: the group checks the key under it.
 		req.RingEpoch = cl.epoch

@@ -59,6 +59,9 @@ type StreamRequest struct {
 // length.
 const StreamRequestHeader = 8 + 1 + 1 + 8 + 8 + 4 + 4
 
+// MaxStreamFrame is the largest frame length the u32 prefix can carry.
+const MaxStreamFrame = 1<<32 - 1
+
 // StreamResponse is one answer on the stream.
 //
 // Frame: u32 length of what follows; then u64 ID of the request, u8
