@@ -38,6 +38,16 @@
 // seeds count as its members. Owner and RingEpoch show the routing; Ring
 // fetches the ring with gossip's view of the members.
 //
+// # Transport
+//
+// Get, put and delete travel on the KV stream (Config.Transport, docs/api.md):
+// two long-lived connections per agent, upgraded from HTTP on the agent's
+// port, each carrying many requests at once. A request counts as written
+// once it is queued on a live connection; a connection opens only when the
+// agent answers the upgrade, so an agent that accepts connections but does
+// not answer (frozen) is "not reachable, nothing sent". Agents that do not
+// offer the stream, the ring and management calls use HTTP.
+//
 // MultiGet and MultiPut split keys by owner group and run the groups in
 // parallel; atomicity is per key, not per batch.
 //
