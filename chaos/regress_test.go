@@ -190,30 +190,12 @@ func TestChaosElectionAfterAPeerRestartDoesNotFailOnStaleConnections(t *testing.
 			}
 		}
 	}
-	transfer := func(to *Agent) {
-		t.Helper()
-		if err := poll(ctx, 30*time.Second, func() error {
-			l, err := c.Leader(ctx, "g1")
-			if err != nil {
-				return err
-			}
-			if l == to {
-				return nil
-			}
-			if err := c.TransferLeadership(ctx, l, to.ID); err != nil {
-				return err
-			}
-			return errors.New("transferred; confirming")
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	g1 := c.Members("g1")
 	a, b, cc := g1[0], g1[1], g1[2]
-	transfer(b)
+	makeLeader(t, ctx, c, "g1", b)
 	write(50)
-	transfer(a)
+	makeLeader(t, ctx, c, "g1", a)
 	if err := c.Kill(ctx, cc); err != nil {
 		t.Fatal(err)
 	}
@@ -344,6 +326,51 @@ func TestChaosClientFindsReplacedMembersWhenItsRingIsStale(t *testing.T) {
 	t.Logf("write to g1 acknowledged after %v", time.Since(start).Round(time.Millisecond))
 }
 
+// makeLeader transfers the leadership of group to want and waits until it
+// leads.
+func makeLeader(t *testing.T, ctx context.Context, c *Cluster, group string, want *Agent) {
+	t.Helper()
+	if err := poll(ctx, 30*time.Second, func() error {
+		l, err := c.Leader(ctx, group)
+		if err != nil || l == want {
+			return err
+		}
+		if err := c.TransferLeadership(ctx, l, want.ID); err != nil {
+			return err
+		}
+		return errors.New("transferred; confirming")
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freezeAndWrite freezes a, the leader of g1, waits until the two others
+// elect a leader, then calls put as an application does (each call with its
+// own 1 s deadline; a timeout, an unknown outcome, is not the end) until a
+// write to g1 is acknowledged. It fails the test if none is within 10 s of
+// the freeze.
+func freezeAndWrite(t *testing.T, ctx context.Context, c *Cluster, a *Agent, put func(time.Duration) error) {
+	t.Helper()
+	if err := c.SigStop(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.SigCont(context.Background(), a) }()
+	frozen := time.Now()
+	leader, err := c.WaitLeaderWithout(ctx, "g1", a, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("g1: %s frozen; %s leads after %v", a.ID, leader.ID, time.Since(frozen).Round(time.Millisecond))
+	var last error
+	for time.Since(frozen) < 10*time.Second {
+		if last = put(time.Second); last == nil {
+			t.Logf("write to g1 acknowledged %v after %s froze", time.Since(frozen).Round(time.Millisecond), a.ID)
+			return
+		}
+	}
+	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", a.ID, leader.ID, last)
+}
+
 // The client bug once more, in the form soak 3 met it after the first
 // fix: the client's ring lists, for g1, a member that was replaced since
 // (its address is gone) and the leader, and not the members that joined
@@ -357,22 +384,7 @@ func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T)
 	ctx, c, key, _ := startTestCluster(t)
 	g1, g2 := c.Members("g1"), c.Members("g2")
 	a, b, cc := g1[0], g1[1], g1[2]
-	lead := func(want *Agent) {
-		t.Helper()
-		if err := poll(ctx, 30*time.Second, func() error {
-			l, err := c.Leader(ctx, "g1")
-			if err != nil || l == want {
-				return err
-			}
-			if err := c.TransferLeadership(ctx, l, want.ID); err != nil {
-				return err
-			}
-			return errors.New("transferred; confirming")
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lead(a)
+	makeLeader(t, ctx, c, "g1", a)
 
 	// The client's ring is fetched while C is down: it knows A and B.
 	if err := c.Kill(ctx, cc); err != nil {
@@ -426,30 +438,10 @@ func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T)
 	if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	lead(a)
+	makeLeader(t, ctx, c, "g1", a)
 
 	// A freezes; the two others elect a leader.
-	if err := c.SigStop(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.SigCont(context.Background(), a) }()
-	frozen := time.Now()
-	leader, err := c.WaitLeaderWithout(ctx, "g1", a, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("g1: %s frozen; %s leads after %v", a.ID, leader.ID, time.Since(frozen).Round(time.Millisecond))
-
-	// Calls as an application makes them: each with its own deadline, a
-	// timeout (unknown outcome) is not the end.
-	var last error
-	for time.Since(frozen) < 10*time.Second {
-		if last = put("g1", time.Second); last == nil {
-			t.Logf("write to g1 acknowledged %v after %s froze", time.Since(frozen).Round(time.Millisecond), a.ID)
-			return
-		}
-	}
-	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", a.ID, leader.ID, last)
+	freezeAndWrite(t, ctx, c, a, func(d time.Duration) error { return put("g1", d) })
 }
 
 // Finding 4 (docs/testing.md): the client's ring lists one member of g1,
@@ -464,18 +456,7 @@ func TestChaosClientFindsTheLeaderWhenTheOnlyMemberItKnowsIsFrozen(t *testing.T)
 func TestChaosClientWhoseOnlyKnownMemberFreezesFindsTheNewLeader(t *testing.T) {
 	ctx, c, key, _ := startTestCluster(t)
 	kv, survivor := ringWithOneMemberOfG1(t, ctx, c, key, kvclient.Config{RequestTimeout: 500 * time.Millisecond})
-	if err := poll(ctx, 30*time.Second, func() error {
-		l, err := c.Leader(ctx, "g1")
-		if err != nil || l == survivor {
-			return err
-		}
-		if err := c.TransferLeadership(ctx, l, survivor.ID); err != nil {
-			return err
-		}
-		return errors.New("transferred; confirming")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	makeLeader(t, ctx, c, "g1", survivor)
 	put := func(timeout time.Duration) error {
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -486,26 +467,5 @@ func TestChaosClientWhoseOnlyKnownMemberFreezesFindsTheNewLeader(t *testing.T) {
 	if err := put(10 * time.Second); err != nil {
 		t.Fatalf("write to g1 through %s: %v", survivor.ID, err)
 	}
-
-	if err := c.SigStop(ctx, survivor); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.SigCont(context.Background(), survivor) }()
-	frozen := time.Now()
-	leader, err := c.WaitLeaderWithout(ctx, "g1", survivor, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("g1: %s frozen; %s leads after %v", survivor.ID, leader.ID, time.Since(frozen).Round(time.Millisecond))
-
-	// Calls as an application makes them: each with its own deadline, a
-	// timeout (unknown outcome) is not the end.
-	var last error
-	for time.Since(frozen) < 10*time.Second {
-		if last = put(time.Second); last == nil {
-			t.Logf("write to g1 acknowledged %v after %s froze", time.Since(frozen).Round(time.Millisecond), survivor.ID)
-			return
-		}
-	}
-	t.Fatalf("no write to g1 acknowledged in the 10 s after %s froze, although %s leads: last error: %v", survivor.ID, leader.ID, last)
+	freezeAndWrite(t, ctx, c, survivor, put)
 }
