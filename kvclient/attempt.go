@@ -178,7 +178,8 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call) (*reply, er
 	})
 }
 
-// noAnswer classifies an attempt without an answer.
+// noAnswer classifies an attempt without an answer. deadline says the
+// attempt's context ended (its own timeout or the caller's).
 func (c *Client) noAnswer(cl *call, addr string, sent, deadline bool, cause error) *transportError {
 	kind := ErrUnavailable
 	switch {
@@ -188,7 +189,7 @@ func (c *Client) noAnswer(cl *call, addr string, sent, deadline bool, cause erro
 	case deadline:
 		kind = ErrTimeout
 	}
-	return &transportError{op: cl.op, addr: addr, sent: sent, kind: kind, cause: cause}
+	return &transportError{op: cl.op, addr: addr, sent: sent, kind: kind, cause: cause, attemptTimedOut: sent && deadline}
 }
 
 // serverTimeout is the deadline asked of the agent: a little less than what

@@ -41,6 +41,10 @@ type Client struct {
 	// (Unix nanoseconds).
 	lastBgRefresh atomic.Int64
 
+	// silent maps an agent address to the time until which calls do not
+	// start at it: it left a request unanswered (group.go, unanswered).
+	silent sync.Map
+
 	closed atomic.Bool
 	done   chan struct{} // closed by Close: cuts backoffs short
 }

@@ -70,7 +70,9 @@
 // written and then got no answer (connection reset, per-attempt timeout,
 // the caller's deadline) or got the agent's `timeout` code returns an error
 // matching ErrTimeout: THE WRITE MAY OR MAY NOT HAVE BEEN APPLIED. Re-read
-// the key before deciding to write again.
+// the key before deciding to write again. The agent that left it
+// unanswered is not where calls start for three RequestTimeouts or until it
+// answers again (it may be frozen), and the ring is fetched again.
 //
 // The context passed to every call bounds the whole call, retries and
 // backoffs included; Config.RequestTimeout bounds each attempt. A call

@@ -150,6 +150,9 @@ type transportError struct {
 	sent  bool  // the request was written in full to a connection
 	kind  error // ErrUnavailable or ErrTimeout
 	cause error
+	// attemptTimedOut: the attempt's own deadline (RequestTimeout) passed
+	// while the agent had the request, as opposed to the caller's.
+	attemptTimedOut bool
 }
 
 func (e *transportError) Error() string {

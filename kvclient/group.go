@@ -73,13 +73,21 @@ func (g *groupClient) cursor() *cursor {
 // first is the address of the first attempt; "" if the group has no known
 // address at all.
 func (cu *cursor) first(r route) string {
+	c := cu.g.c
 	if r == routeLeader {
-		if l := cu.g.cachedLeader(); l != "" {
+		if l := cu.g.cachedLeader(); l != "" && !c.unresponsive(l) {
 			return l
 		}
 	}
-	if len(cu.g.addrs) == 0 {
+	n := len(cu.g.addrs)
+	if n == 0 {
 		return cu.g.cachedLeader()
+	}
+	for i := range n {
+		if a := cu.g.addrs[(cu.pos+i)%n]; !c.unresponsive(a) {
+			cu.pos = (cu.pos + i) % n
+			return a
+		}
 	}
 	return cu.g.addrs[cu.pos]
 }
@@ -89,7 +97,7 @@ func (cu *cursor) first(r route) string {
 // next address in turn.
 func (cu *cursor) next(r route, failed string) string {
 	if r == routeLeader {
-		if l := cu.g.cachedLeader(); l != "" && l != failed {
+		if l := cu.g.cachedLeader(); l != "" && l != failed && !cu.g.c.unresponsive(l) {
 			return l
 		}
 	}
@@ -97,10 +105,14 @@ func (cu *cursor) next(r route, failed string) string {
 	if n == 0 {
 		return failed
 	}
-	for range n {
-		cu.pos = (cu.pos + 1) % n
-		if a := cu.g.addrs[cu.pos]; a != failed {
-			return a
+	// The next address in turn that answers; if none does, the next one.
+	for _, skipUnresponsive := range []bool{true, false} {
+		for i := 1; i <= n; i++ {
+			p := (cu.pos + i) % n
+			if a := cu.g.addrs[p]; a != failed && !(skipUnresponsive && cu.g.c.unresponsive(a)) {
+				cu.pos = p
+				return a
+			}
 		}
 	}
 	return failed // a single address
@@ -160,6 +172,7 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 		cl.attempts++
 		rep, err := g.c.attempt(ctx, addr, cl)
 		if err == nil {
+			g.c.answered(addr)
 			if cl.route == routeLeader {
 				g.setLeader(addr)
 			}
@@ -181,6 +194,20 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 			fruitless++
 		default:
 			fruitless = 0
+		}
+		switch {
+		case ae != nil:
+			g.c.answered(addr)
+		case te != nil && te.attemptTimedOut && ctx.Err() == nil:
+			// The agent took the request and said nothing for a whole
+			// attempt: frozen, overloaded, or cut off one way. The next
+			// calls start elsewhere for a while (finding 4 of
+			// docs/testing.md), and the ring is fetched again in case the
+			// group's members changed.
+			g.c.unanswered(addr)
+			if cl.routed {
+				g.c.refreshInBackground()
+			}
 		}
 		if cl.routed && te != nil && !te.sent {
 			// A member the ring lists does not take connections: it may
@@ -296,6 +323,25 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 
 // backoff is the jittered wait before retry n (0-based).
 func (g *groupClient) backoff(n int) time.Duration { return g.c.backoff(n) }
+
+// unanswered keeps addr out of first place for a few attempts' time: it
+// left a request unanswered for a whole attempt.
+func (c *Client) unanswered(addr string) {
+	c.silent.Store(addr, time.Now().Add(3*c.cfg.RequestTimeout))
+}
+
+// answered clears what unanswered recorded: addr answers again.
+func (c *Client) answered(addr string) {
+	if _, ok := c.silent.Load(addr); ok {
+		c.silent.Delete(addr)
+	}
+}
+
+// unresponsive reports whether addr recently left a request unanswered.
+func (c *Client) unresponsive(addr string) bool {
+	v, ok := c.silent.Load(addr)
+	return ok && time.Now().Before(v.(time.Time))
+}
 
 // backoff is the jittered wait before retry n (0-based).
 func (c *Client) backoff(n int) time.Duration {
