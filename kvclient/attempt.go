@@ -25,7 +25,9 @@ const (
 	routeAny                 // any member: stale reads
 )
 
-// call is one logical request, sent in one or more attempts.
+// call is one logical request, sent in one or more attempts. A KV call
+// sets stream; its method, path, query and body are derived from it for
+// an attempt over HTTP (httpForm).
 type call struct {
 	op      string // for errors and logs, e.g. `put "user/42"`
 	method  string
@@ -45,9 +47,9 @@ type call struct {
 	// epoch is the ring epoch the call was routed by, sent in
 	// HeaderRingEpoch when positive; set before each routing.
 	epoch uint64
-	// stream is the call as a KV stream request (get, put, delete), sent
-	// that way when the agent speaks it; nil: HTTP only. Epoch and
-	// timeout are filled in per attempt.
+	// stream is a KV call (get, put, delete) as a stream request, sent
+	// that way when the agent speaks it; nil: a management call, HTTP
+	// only. Epoch and timeout are filled in per attempt.
 	stream *wire.StreamRequest
 	// attempts counts the HTTP exchanges of the whole call, over every
 	// group it was routed to (Config.MaxAttempts bounds it).
@@ -76,9 +78,14 @@ const (
 // *transportError when no answer came, or another error (response too
 // large).
 func (c *Client) attempt(ctx context.Context, addr string, cl *call) (*reply, error) {
-	if cl.stream != nil && c.streams != nil {
-		if rep, err, ok := c.streamAttempt(ctx, addr, cl); ok {
-			return rep, err
+	if cl.stream != nil {
+		if c.streams != nil {
+			if rep, err, ok := c.streamAttempt(ctx, addr, cl); ok {
+				return rep, err
+			}
+		}
+		if cl.method == "" {
+			cl.httpForm()
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)

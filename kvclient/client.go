@@ -167,15 +167,46 @@ type readOptions struct {
 // it reads are linearizable.
 func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
 
-func kvCall(op string, key []byte, method string, sop wire.StreamOp) *call {
-	return &call{
-		stream:  &wire.StreamRequest{Op: sop, Key: key},
-		op:      fmt.Sprintf("%s %q", op, key),
-		method:  method,
-		path:    wire.KVPrefix + string(key),
-		rawPath: wire.KVPrefix + url.PathEscape(string(key)),
-		query:   url.Values{},
-		route:   routeLeader,
+// kvCall is a KV operation, described once as a stream request; its HTTP
+// form is derived from that only if an attempt goes over HTTP (httpForm).
+func kvCall(op string, req wire.StreamRequest) *call {
+	return &call{op: fmt.Sprintf("%s %q", op, req.Key), stream: &req, route: routeLeader}
+}
+
+// withExpect makes req conditional on the key's version being *expect
+// (nil: unconditional).
+func withExpect(req wire.StreamRequest, expect *uint64) wire.StreamRequest {
+	if expect != nil {
+		req.Flags |= wire.FlagCAS
+		req.Expect = *expect
+	}
+	return req
+}
+
+// httpForm sets a KV call's HTTP request from its stream request: the
+// operation as a method, the key as an escaped path, the flags as query
+// parameters (docs/api.md).
+func (cl *call) httpForm() {
+	r := cl.stream
+	key := string(r.Key)
+	cl.path, cl.rawPath = wire.KVPrefix+key, wire.KVPrefix+url.PathEscape(key)
+	cl.query = url.Values{}
+	switch r.Op {
+	case wire.StreamGet:
+		cl.method = http.MethodGet
+	case wire.StreamPut:
+		cl.method, cl.body = http.MethodPut, r.Value
+		if cl.body == nil {
+			cl.body = []byte{}
+		}
+	case wire.StreamDelete:
+		cl.method = http.MethodDelete
+	}
+	if r.Flags&wire.FlagStale != 0 {
+		cl.query.Set(wire.QueryStale, "true")
+	}
+	if r.Flags&wire.FlagCAS != 0 {
+		cl.query.Set(wire.QueryCAS, wire.FormatUint(r.Expect))
 	}
 }
 
@@ -201,11 +232,13 @@ func (c *Client) get(ctx context.Context, key []byte, o readOptions) (Value, str
 	if err := checkKey("get", key); err != nil {
 		return Value{}, "", err
 	}
-	cl := kvCall("get", key, http.MethodGet, wire.StreamGet)
+	req := wire.StreamRequest{Op: wire.StreamGet, Key: key}
+	if o.stale {
+		req.Flags |= wire.FlagStale
+	}
+	cl := kvCall("get", req)
 	cl.idempotent = true
 	if o.stale {
-		cl.query.Set(wire.QueryStale, "true")
-		cl.stream.Flags |= wire.FlagStale
 		cl.route = routeAny
 	}
 	rep, group, err := c.route(ctx, key, cl)
@@ -252,17 +285,7 @@ func (c *Client) put(ctx context.Context, op string, key, value []byte, expect *
 	if err := checkKey(op, key); err != nil {
 		return 0, "", err
 	}
-	cl := kvCall(op, key, http.MethodPut, wire.StreamPut)
-	cl.body = value
-	if cl.body == nil {
-		cl.body = []byte{}
-	}
-	cl.stream.Value = value
-	if expect != nil {
-		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
-		cl.stream.Flags |= wire.FlagCAS
-		cl.stream.Expect = *expect
-	}
+	cl := kvCall(op, withExpect(wire.StreamRequest{Op: wire.StreamPut, Key: key, Value: value}, expect))
 	rep, group, err := c.route(ctx, key, cl)
 	if err != nil {
 		if expect != nil {
@@ -295,12 +318,7 @@ func (c *Client) del(ctx context.Context, op string, key []byte, expect *uint64)
 	if err := checkKey(op, key); err != nil {
 		return 0, err
 	}
-	cl := kvCall(op, key, http.MethodDelete, wire.StreamDelete)
-	if expect != nil {
-		cl.query.Set(wire.QueryCAS, wire.FormatUint(*expect))
-		cl.stream.Flags |= wire.FlagCAS
-		cl.stream.Expect = *expect
-	}
+	cl := kvCall(op, withExpect(wire.StreamRequest{Op: wire.StreamDelete, Key: key}, expect))
 	rep, _, err := c.route(ctx, key, cl)
 	if err != nil {
 		if expect != nil {
