@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,14 +24,38 @@ func (s *Server) key(c *gin.Context) ([]byte, bool) {
 	case err != nil:
 		failCode(c, wire.CodeInvalidArgument, "key is not valid percent-encoding: "+err.Error())
 		return nil, false
-	case k == "":
-		failCode(c, wire.CodeInvalidArgument, "empty key")
-		return nil, false
-	case len(k) > s.limits.MaxKeyBytes:
-		failCode(c, wire.CodeTooLarge, fmt.Sprintf("key is %d bytes; the limit is %d", len(k), s.limits.MaxKeyBytes))
+	}
+	if e := s.checkKey([]byte(k)); e != nil {
+		fail(c, e)
 		return nil, false
 	}
 	return []byte(k), true
+}
+
+// checkKey and valueTooLarge are the KV API's bounds (invariant 6), for
+// HTTP and the KV stream alike.
+func (s *Server) checkKey(k []byte) *wire.Error {
+	switch {
+	case len(k) == 0:
+		return &wire.Error{Code: wire.CodeInvalidArgument, Message: "empty key"}
+	case len(k) > s.limits.MaxKeyBytes:
+		return &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("key is %d bytes; the limit is %d", len(k), s.limits.MaxKeyBytes)}
+	}
+	return nil
+}
+
+func (s *Server) valueTooLarge() *wire.Error {
+	return &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("value is over the limit of %d bytes", s.limits.MaxValueBytes)}
+}
+
+// apply applies cmd through Raft; a refusal by the state machine (CAS,
+// not found, ownership) is its error.
+func (s *Server) apply(ctx context.Context, cmd store.Command) (*store.Result, error) {
+	res, err := s.node.Apply(ctx, cmd)
+	if err == nil && res.Err != nil {
+		return nil, res.Err
+	}
+	return res, err
 }
 
 func (s *Server) get(c *gin.Context) {
@@ -81,7 +106,7 @@ func (s *Server) put(c *gin.Context) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe) || len(value) > s.limits.MaxValueBytes:
-		failCode(c, wire.CodeTooLarge, fmt.Sprintf("value is over the limit of %d bytes", s.limits.MaxValueBytes))
+		fail(c, s.valueTooLarge())
 		return
 	case err != nil:
 		failCode(c, wire.CodeInvalidArgument, "reading body: "+err.Error())
@@ -141,13 +166,9 @@ func (s *Server) write(c *gin.Context, cmd store.Command) {
 		return
 	}
 	defer cancel()
-	res, err := s.node.Apply(ctx, cmd)
+	res, err := s.apply(ctx, cmd)
 	if err != nil {
 		fail(c, err)
-		return
-	}
-	if res.Err != nil {
-		fail(c, res.Err)
 		return
 	}
 	c.Header(wire.HeaderVersion, wire.FormatUint(res.Version))

@@ -159,8 +159,13 @@ func (s *Server) observe(c *gin.Context) {
 	default:
 		op = c.Request.Method + " " + fp
 	}
-	s.requests.WithLabelValues(op, codeStr).Inc()
-	s.latency.WithLabelValues(op, codeStr).Observe(time.Since(start).Seconds())
+	s.record(op, codeStr, start)
+}
+
+// record counts one request's outcome and latency, over HTTP or a stream.
+func (s *Server) record(op, code string, start time.Time) {
+	s.requests.WithLabelValues(op, code).Inc()
+	s.latency.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
 }
 
 // limit bounds concurrent KV requests (invariant 6): excess requests are
@@ -178,15 +183,24 @@ func (s *Server) limit(c *gin.Context) {
 // requestContext bounds a request by the server's timeout, lowered by the
 // client's ?timeout= if given.
 func (s *Server) requestContext(c *gin.Context) (context.Context, context.CancelFunc, bool) {
-	d := s.limits.RequestTimeout
+	var asked time.Duration
 	if t := c.Query("timeout"); t != "" {
 		ct, err := time.ParseDuration(t)
 		if err != nil || ct <= 0 {
 			failCode(c, wire.CodeInvalidArgument, "timeout: "+strconv.Quote(t)+" is not a positive Go duration")
 			return nil, nil, false
 		}
-		d = min(d, ct)
+		asked = ct
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), d)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.deadline(asked))
 	return ctx, cancel, true
+}
+
+// deadline is the server side of a request whose client asked for at most
+// asked (0: no wish): the agent's --request-timeout, never more.
+func (s *Server) deadline(asked time.Duration) time.Duration {
+	if asked > 0 {
+		return min(s.limits.RequestTimeout, asked)
+	}
+	return s.limits.RequestTimeout
 }

@@ -273,8 +273,7 @@ func (sc *streamConn) answer(id uint64, op string, start time.Time, r *wire.Stre
 	if r.Err != nil {
 		code = string(r.Err.Code)
 	}
-	sc.s.requests.WithLabelValues(op, code).Inc()
-	sc.s.latency.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
+	sc.s.record(op, code, start)
 	sc.send(r)
 }
 
@@ -294,29 +293,22 @@ func streamOpName(op wire.StreamOp) string {
 func (sc *streamConn) handle(ctx context.Context, req *wire.StreamRequest) {
 	start := time.Now()
 	op := streamOpName(req.Op)
-	lim := sc.s.limits
 	fail := func(err error) {
 		sc.answer(req.ID, op, start, &wire.StreamResponse{Err: toWire(err)})
 	}
+	if e := sc.s.checkKey(req.Key); e != nil {
+		fail(e)
+		return
+	}
 	switch {
-	case len(req.Key) == 0:
-		fail(&wire.Error{Code: wire.CodeInvalidArgument, Message: "empty key"})
-		return
-	case len(req.Key) > lim.MaxKeyBytes:
-		fail(&wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("key is %d bytes; the limit is %d", len(req.Key), lim.MaxKeyBytes)})
-		return
-	case len(req.Value) > lim.MaxValueBytes:
-		fail(&wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("value is over the limit of %d bytes", lim.MaxValueBytes)})
+	case len(req.Value) > sc.s.limits.MaxValueBytes:
+		fail(sc.s.valueTooLarge())
 		return
 	case req.Op != wire.StreamPut && len(req.Value) > 0:
 		fail(&wire.Error{Code: wire.CodeInvalidArgument, Message: "only a put carries a value"})
 		return
 	}
-	d := lim.RequestTimeout
-	if req.TimeoutUS > 0 {
-		d = min(d, time.Duration(req.TimeoutUS)*time.Microsecond)
-	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, sc.s.deadline(time.Duration(req.TimeoutUS)*time.Microsecond))
 	defer cancel()
 
 	if req.Op == wire.StreamGet {
@@ -331,17 +323,13 @@ func (sc *streamConn) handle(ctx context.Context, req *wire.StreamRequest) {
 	cmd := store.Command{Op: store.OpPut, Key: req.Key, Value: req.Value, RingEpoch: req.RingEpoch}
 	if req.Op == wire.StreamDelete {
 		cmd.Op, cmd.Value = store.OpDelete, nil
+	} else if cmd.Value == nil {
+		cmd.Value = []byte{}
 	}
 	if req.Flags&wire.FlagCAS != 0 {
 		cmd.HasCAS, cmd.Expect = true, req.Expect
 	}
-	if cmd.Op == store.OpPut && cmd.Value == nil {
-		cmd.Value = []byte{}
-	}
-	res, err := sc.s.node.Apply(ctx, cmd)
-	if err == nil {
-		err = res.Err
-	}
+	res, err := sc.s.apply(ctx, cmd)
 	if err != nil {
 		fail(err)
 		return
