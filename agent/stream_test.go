@@ -53,7 +53,7 @@ func (s *rawStream) send(frames ...[]byte) {
 }
 
 func (s *rawStream) read() (wire.StreamResponse, error) {
-	r, _, err := wire.ReadResponse(s.br, nil, 1<<20)
+	r, err := wire.ReadResponse(s.br, 1<<20)
 	return r, err
 }
 

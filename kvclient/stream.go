@@ -247,7 +247,7 @@ func (sc *streamConn) fail(err error) {
 func (sc *streamConn) read(br *bufio.Reader) {
 	max := int(min(sc.maxResp, 1<<31-64)) + 25
 	for {
-		resp, _, err := wire.ReadResponse(br, nil, max)
+		resp, err := wire.ReadResponse(br, max)
 		res := streamResult{resp: resp}
 		var tl *wire.FrameTooLargeError
 		if errors.As(err, &tl) {

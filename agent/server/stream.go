@@ -174,8 +174,8 @@ func (sc *streamConn) serve(r *bufio.Reader) {
 	lim := sc.s.limits
 	maxFrame := wire.StreamRequestHeader + lim.MaxKeyBytes + lim.MaxValueBytes
 	for {
-		// Each request gets its own buffer: its handler outlives the read.
-		req, _, err := wire.ReadRequest(r, nil, maxFrame)
+		// Each request has a buffer of its own: its handler outlives the read.
+		req, err := wire.ReadRequest(r, maxFrame)
 		var tooLarge *wire.FrameTooLargeError
 		var malformed *wire.MalformedError
 		switch {

@@ -93,7 +93,7 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request) bool {
 	go func(r *bufio.Reader) {
 		defer conn.Close()
 		for {
-			req, _, err := wire.ReadRequest(r, nil, 64<<20)
+			req, err := wire.ReadRequest(r, 64<<20)
 			if err != nil {
 				return
 			}

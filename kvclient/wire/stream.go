@@ -126,17 +126,16 @@ type MalformedError struct {
 func (e *MalformedError) Error() string { return "malformed request: " + e.Reason }
 
 // ReadRequest reads one request frame of at most max bytes (after the
-// length). Key and Value alias buf's storage (grown as needed and
-// returned), so they are valid until buf is reused. A *MalformedError or
-// a *FrameTooLargeError can be answered and the stream goes on; any other
+// length) into a buffer of its own, which Key and Value share: they stay
+// valid as long as the caller likes. A *MalformedError or a
+// *FrameTooLargeError can be answered and the stream goes on; any other
 // error ends the stream.
-func ReadRequest(r io.Reader, buf []byte, max int) (StreamRequest, []byte, error) {
+func ReadRequest(r io.Reader, max int) (StreamRequest, error) {
 	var req StreamRequest
-	n, buf, err := readFrame(r, buf, max, StreamRequestHeader)
+	f, err := readFrame(r, max, StreamRequestHeader)
 	if err != nil {
-		return req, buf, err
+		return req, err
 	}
-	f := buf[:n]
 	req.ID = binary.BigEndian.Uint64(f)
 	req.Op = StreamOp(f[8])
 	req.Flags = f[9]
@@ -146,15 +145,15 @@ func ReadRequest(r io.Reader, buf []byte, max int) (StreamRequest, []byte, error
 	klen := binary.BigEndian.Uint32(f[30:])
 	rest := f[StreamRequestHeader:]
 	if uint64(klen) > uint64(len(rest)) {
-		return req, buf, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("key length %d over the frame's %d bytes", klen, len(rest))}
+		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("key length %d over the frame's %d bytes", klen, len(rest))}
 	}
 	switch req.Op {
 	case StreamGet, StreamPut, StreamDelete:
 	default:
-		return req, buf, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("unknown operation %d", req.Op)}
+		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("unknown operation %d", req.Op)}
 	}
 	req.Key, req.Value = rest[:klen], rest[klen:]
-	return req, buf, nil
+	return req, nil
 }
 
 // AppendResponse appends r's frame to b.
@@ -179,21 +178,21 @@ func AppendResponse(b []byte, r *StreamResponse) []byte {
 	return b
 }
 
-// ReadResponse reads one response frame of at most max bytes; Value
-// aliases buf as in ReadRequest. An error other than a malformed error
-// body means the stream is unusable.
-func ReadResponse(r io.Reader, buf []byte, max int) (StreamResponse, []byte, error) {
+// ReadResponse reads one response frame of at most max bytes into a
+// buffer of its own (Value shares it). A *FrameTooLargeError can be
+// skipped; any other error means the stream is unusable.
+func ReadResponse(r io.Reader, max int) (StreamResponse, error) {
 	var resp StreamResponse
-	n, buf, err := readFrame(r, buf, max, 8+1)
+	f, err := readFrame(r, max, 8+1)
 	if err != nil {
-		return resp, buf, err
+		return resp, err
 	}
-	f := buf[:n]
+	n := len(f)
 	resp.ID = binary.BigEndian.Uint64(f)
 	switch f[8] {
 	case streamOK:
 		if n < streamResponseHeader {
-			return resp, buf, fmt.Errorf("malformed response: %d bytes", n)
+			return resp, fmt.Errorf("malformed response: %d bytes", n)
 		}
 		resp.Version = binary.BigEndian.Uint64(f[9:])
 		resp.Index = binary.BigEndian.Uint64(f[17:])
@@ -201,45 +200,42 @@ func ReadResponse(r io.Reader, buf []byte, max int) (StreamResponse, []byte, err
 	case streamError:
 		var e Error
 		if err := json.Unmarshal(f[9:], &e); err != nil || e.Code == "" {
-			return resp, buf, fmt.Errorf("malformed error answer: %.200q", f[9:])
+			return resp, fmt.Errorf("malformed error answer: %.200q", f[9:])
 		}
 		resp.Err = &e
 	default:
-		return resp, buf, fmt.Errorf("malformed response: status %d", f[8])
+		return resp, fmt.Errorf("malformed response: status %d", f[8])
 	}
-	return resp, buf, nil
+	return resp, nil
 }
 
-// readFrame reads a frame's length and its body into buf (grown as
-// needed), returning the body's length. A frame shorter than min is
-// malformed; one over max is a *FrameTooLargeError after its ID is read.
-func readFrame(r io.Reader, buf []byte, max, min int) (int, []byte, error) {
+// readFrame reads a frame's length, then its body into a new buffer. A
+// frame shorter than min is malformed; one over max is a
+// *FrameTooLargeError after its ID is read.
+func readFrame(r io.Reader, max, min int) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, buf, err
+		return nil, err
 	}
 	size := binary.BigEndian.Uint32(hdr[:])
 	if int64(size) < int64(min) {
-		return 0, buf, fmt.Errorf("malformed frame: %d bytes, under the %d of its header", size, min)
+		return nil, fmt.Errorf("malformed frame: %d bytes, under the %d of its header", size, min)
 	}
 	if int64(size) > int64(max) {
 		var id [8]byte
 		if _, err := io.ReadFull(r, id[:]); err != nil {
-			return 0, buf, err
+			return nil, err
 		}
-		return 0, buf, &FrameTooLargeError{ID: binary.BigEndian.Uint64(id[:]), Size: size, Remaining: int64(size) - 8}
+		return nil, &FrameTooLargeError{ID: binary.BigEndian.Uint64(id[:]), Size: size, Remaining: int64(size) - 8}
 	}
-	if cap(buf) < int(size) {
-		buf = make([]byte, size)
-	}
-	buf = buf[:size]
+	buf := make([]byte, size)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, buf, err
+		return nil, err
 	}
-	return int(size), buf, nil
+	return buf, nil
 }
 
 // WriteFrames writes the frames sent on ch to w until ch is closed (nil),

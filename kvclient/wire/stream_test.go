@@ -24,7 +24,7 @@ func TestStreamRequestsRoundTrip(t *testing.T) {
 	}
 	r := bytes.NewReader(b)
 	for i, want := range reqs {
-		got, _, err := wire.ReadRequest(r, nil, 1<<20)
+		got, err := wire.ReadRequest(r, 1<<20)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -35,7 +35,7 @@ func TestStreamRequestsRoundTrip(t *testing.T) {
 			t.Errorf("request %d: got %+v, want %+v", i, got, want)
 		}
 	}
-	if _, _, err := wire.ReadRequest(r, nil, 1<<20); err != io.EOF {
+	if _, err := wire.ReadRequest(r, 1<<20); err != io.EOF {
 		t.Fatalf("after the last frame: %v, want io.EOF", err)
 	}
 }
@@ -53,7 +53,7 @@ func TestStreamResponsesRoundTrip(t *testing.T) {
 	}
 	r := bytes.NewReader(b)
 	for i, want := range resps {
-		got, _, err := wire.ReadResponse(r, nil, 1<<20)
+		got, err := wire.ReadResponse(r, 1<<20)
 		if err != nil {
 			t.Fatalf("response %d: %v", i, err)
 		}
@@ -74,7 +74,7 @@ func TestStreamFrameOverTheLimitCanBeSkipped(t *testing.T) {
 	b := wire.AppendRequest(nil, &big)
 	b = wire.AppendRequest(b, &next)
 	r := bytes.NewReader(b)
-	_, _, err := wire.ReadRequest(r, nil, 100)
+	_, err := wire.ReadRequest(r, 100)
 	var tl *wire.FrameTooLargeError
 	if !errors.As(err, &tl) || !errors.Is(err, wire.ErrFrameTooLarge) || tl.ID != 77 {
 		t.Fatalf("got %v, want a FrameTooLargeError for ID 77", err)
@@ -82,7 +82,7 @@ func TestStreamFrameOverTheLimitCanBeSkipped(t *testing.T) {
 	if _, err := io.CopyN(io.Discard, r, tl.Remaining); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := wire.ReadRequest(r, nil, 100)
+	got, err := wire.ReadRequest(r, 100)
 	if err != nil || got.ID != 78 {
 		t.Fatalf("after skipping: %+v, %v; want request 78", got, err)
 	}
@@ -111,7 +111,7 @@ func TestStreamMalformedRequests(t *testing.T) {
 		{"cut short", frame(valid)[:20], false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := wire.ReadRequest(bytes.NewReader(tc.in), nil, 1<<20)
+			_, err := wire.ReadRequest(bytes.NewReader(tc.in), 1<<20)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -138,7 +138,7 @@ func TestStreamMalformedResponses(t *testing.T) {
 	badStatus := bytes.Clone(ok)
 	badStatus[12] = 7
 	for name, in := range map[string][]byte{"ok too short": short, "error not JSON": garbled, "unknown status": badStatus} {
-		if _, _, err := wire.ReadResponse(bytes.NewReader(in), nil, 1<<20); err == nil {
+		if _, err := wire.ReadResponse(bytes.NewReader(in), 1<<20); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
