@@ -240,13 +240,19 @@ versions=$(status_json | jq -r '[.groups[].members[] | select(.suffrage == "Vote
 note "every agent runs deploy-v2"
 
 step "a settings change through site.yml restarts the agents one at a time, clients still running"
-main_pids() { for vm in "${VMS[@]}"; do docker exec "$vm" systemctl show -p MainPID --value carpkv-agent; done; }
-before=$(main_pids)
+# Each start of a unit gets a new InvocationID; PIDs would not do, as every VM
+# has its own PID namespace and one VM's new PID can equal another's old one.
+invocations() {
+  for vm in "${VMS[@]}"; do
+    echo "$vm $(docker exec "$vm" systemctl show -p InvocationID --value carpkv-agent)"
+  done
+}
+before=$(invocations)
 t0=$SECONDS
 playbook site.yml "$WORK/site-3.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent" \
   -e "{\"carpkv_settings\": $(jq -c '. + {"max-in-flight": 2048}' <<<"$SETTINGS")}"
 note "rolled in $((SECONDS - t0)) s"
-same=$(comm -12 <(sort <<<"$before") <(main_pids | sort) | wc -l)
+same=$(comm -12 <(sort <<<"$before") <(invocations | sort) | wc -l)
 [ "$same" -eq 0 ] || fail "$same agents were not restarted after their settings changed"
 note "every agent restarted with max-in-flight 2048"
 wait_for 60 "all agents ready" cluster_healthy 2 3 1
