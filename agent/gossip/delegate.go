@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -32,9 +33,33 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return d.g.selfEnc
 }
 
-// The pool carries no user messages or state of its own: only metadata.
+// The pool carries metadata, no state of its own, and one user message:
+// a member's word that it is leaving (see Gossip.Leave).
 
-func (delegate) NotifyMsg([]byte)                  {}
+// leavingMsg prefixes the leaving member's name in its leaving message.
+const leavingMsg = "carpkv-leaving:"
+
+func encodeLeaving(name string) []byte { return []byte(leavingMsg + name) }
+
+// NotifyMsg takes a member's word that it is leaving; any other message is
+// ignored (memberlist reuses b, so the name is copied out).
+func (d delegate) NotifyMsg(b []byte) {
+	name, ok := strings.CutPrefix(string(b), leavingMsg)
+	if !ok || name == "" {
+		return
+	}
+	g := d.g
+	g.mu.Lock()
+	changed := g.view.markLeaving(name, time.Now())
+	if changed {
+		g.notifyLocked()
+	}
+	g.mu.Unlock()
+	if changed {
+		g.log.Info("gossip: member left (its leave overtook its intent)", "name", name)
+	}
+}
+
 func (delegate) GetBroadcasts(_, _ int) [][]byte   { return nil }
 func (delegate) LocalState(bool) []byte            { return nil }
 func (delegate) MergeRemoteState(_ []byte, _ bool) {}

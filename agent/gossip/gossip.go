@@ -242,12 +242,16 @@ func (g *Gossip) notifyLocked() {
 
 // Leave announces that this agent leaves on purpose, so the others report
 // it as StateLeft rather than StateDead, and stops joining and metadata
-// updates. It takes two broadcasts: the intent in this agent's metadata
-// (memberlist itself does not tell the others a leave from a failure),
-// then memberlist's leave. It waits up to timeout in all (0: no limit) for
-// them to go out and returns an error if the leave did not; an agent that
-// saw the leave but missed the intent reports it dead. The agent keeps
-// answering gossip until Shutdown. Calling it again does nothing.
+// updates. memberlist itself does not tell the others a leave from a
+// failure, so the intent goes out first, twice over: in this agent's
+// metadata (a broadcast, which reaches members this agent does not know)
+// and as a message sent straight to every member it knows (which corrects
+// a member whose memberlist's leave overtook the broadcast intent: gossip
+// keeps no order). Then memberlist's leave. It waits up to timeout in all
+// (0: no limit) and returns an error if the leave did not go out; a member
+// that saw the leave but neither word of the intent reports it dead. The
+// agent keeps answering gossip until Shutdown. Calling it again does
+// nothing.
 func (g *Gossip) Leave(timeout time.Duration) error {
 	g.lifeMu.Lock()
 	defer g.lifeMu.Unlock()
@@ -265,9 +269,11 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 		}
 		// Best effort: on timeout the leave still goes out, at worst
 		// reported as a failure by whoever missed the intent.
+		told := g.tellLeaving(wait)
 		if err := g.ml.UpdateNode(wait); err != nil {
 			g.log.Debug("gossip: leave intent broadcast unconfirmed", "err", err)
 		}
+		<-told
 		if timeout > 0 {
 			timeout = max(timeout-time.Since(started), time.Millisecond)
 		}
@@ -276,6 +282,41 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 		return fmt.Errorf("gossip: leave: %w", err)
 	}
 	return nil
+}
+
+// tellLeaving sends this agent's leaving message to every other member
+// memberlist lists alive, each over its own TCP connection, all at once.
+// The returned channel closes when all were sent or after timeout,
+// whichever comes first; a send still dialling then (a peer that is down)
+// ends on its own within memberlist's TCPTimeout.
+func (g *Gossip) tellLeaving(timeout time.Duration) <-chan struct{} {
+	msg := encodeLeaving(g.name)
+	var wg sync.WaitGroup
+	for _, n := range g.ml.Members() {
+		if n.Name == g.name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.ml.SendReliable(n, msg); err != nil {
+				g.log.Debug("gossip: leave intent not sent", "to", n.Name, "err", err)
+			}
+		}()
+	}
+	sent := make(chan struct{})
+	go func() { wg.Wait(); close(sent) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-sent:
+		case <-t.C:
+		}
+	}()
+	return done
 }
 
 // announceLeaving puts the leave intent into the metadata memberlist

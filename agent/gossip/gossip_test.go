@@ -157,6 +157,47 @@ func TestAgentThatLeavesIsReportedLeft(t *testing.T) {
 	}
 }
 
+// Gossip keeps no order: a member may hear memberlist's leave of another
+// before its broadcast intent, and memberlist drops the intent once it
+// holds the member gone. The leaving member's word, sent straight over
+// TCP, turns "dead" into "left" whichever comes first. Here the word comes
+// last, after a and b have reported c dead, sent by b on c's behalf.
+func TestLeaveWordTurnsAFailureIntoALeave(t *testing.T) {
+	a := start(t, "g1", "a", "")
+	b := start(t, "g1", "b", "", a.Addr())
+	c := start(t, "g2", "c", "", a.Addr())
+	waitFor(t, 10*time.Second, "convergence", allSeeAll([]testMember{a, b, c}))
+	if err := c.Shutdown(); err != nil { // no Leave: a failure
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to report c dead", hasState("g2/c", StateDead, a))
+
+	var toA *memberlist.Node
+	for _, n := range b.ml.Members() {
+		if n.Name == "g1/a" {
+			toA = n
+		}
+	}
+	if toA == nil {
+		t.Fatal("b does not list a")
+	}
+	for _, msg := range [][]byte{[]byte("carpkv-leaving:"), []byte("something else"), encodeLeaving("g9/unknown")} {
+		if err := b.ml.SendReliable(toA, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.ml.SendReliable(toA, encodeLeaving("g2/c")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a to report c left", hasState("g2/c", StateLeft, a))
+	if _, ok := member(a.Gossip, "g9/unknown"); ok {
+		t.Error("a word about an unknown member added it")
+	}
+	if !hasState("g1/b", StateAlive, a)() {
+		t.Errorf("a sees %v", a.Members())
+	}
+}
+
 func TestRetryJoinWaitsForAnAgentThatIsNotUpYet(t *testing.T) {
 	later := freeAddr(t)
 	a := start(t, "g1", "a", "", later)

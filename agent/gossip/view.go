@@ -46,7 +46,7 @@ type view struct {
 
 type entry struct {
 	Member
-	leaving bool // its last metadata announced it is leaving on purpose
+	leaving bool // it announced it is leaving on purpose (metadata or word)
 }
 
 func newView() *view { return &view{members: make(map[string]*entry)} }
@@ -88,6 +88,24 @@ func (v *view) gone(name string, left bool, addr string, now time.Time) bool {
 		return false
 	}
 	e.State, e.Since = state, now
+	return true
+}
+
+// markLeaving records a member's direct word that it is leaving on purpose
+// (Gossip.Leave sends it). It may arrive before or after memberlist
+// reports the member gone, as gossip keeps no order: before, it sets the
+// intent gone honours; after, a member reported dead becomes left. An
+// unknown member is ignored (there is nothing to correct).
+func (v *view) markLeaving(name string, now time.Time) bool {
+	e, ok := v.members[name]
+	if !ok {
+		return false
+	}
+	e.leaving = true
+	if e.State != StateDead {
+		return false
+	}
+	e.State, e.Since = StateLeft, now
 	return true
 }
 

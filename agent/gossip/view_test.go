@@ -63,6 +63,41 @@ func TestViewTracksTransitions(t *testing.T) {
 	}
 }
 
+func TestViewTakesALeaveWordBeforeOrAfterTheLeave(t *testing.T) {
+	v := newView()
+	t0, t1 := time.Unix(1000, 0), time.Unix(1001, 0)
+	v.alive("g1/a", meta("g1", "a"), false, "10.0.0.1:1", t0)
+	v.alive("g1/b", meta("g1", "b"), false, "10.0.0.2:1", t0)
+
+	// Word first: nothing visible changes until memberlist reports it gone.
+	if v.markLeaving("g1/a", t0) || v.members["g1/a"].State != StateAlive {
+		t.Errorf("word before the leave: %+v", v.members["g1/a"])
+	}
+	if !v.gone("g1/a", false, "10.0.0.1:1", t1) || v.members["g1/a"].State != StateLeft {
+		t.Errorf("leave after the word: %+v", v.members["g1/a"])
+	}
+
+	// Leave first (reported a failure), word after: left, since the word.
+	v.gone("g1/b", false, "10.0.0.2:1", t0)
+	if !v.markLeaving("g1/b", t1) {
+		t.Error("word after the leave reported no change")
+	}
+	if got := v.members["g1/b"]; got.State != StateLeft || !got.Since.Equal(t1) {
+		t.Errorf("word after the leave: %+v", got)
+	}
+	if v.markLeaving("g1/b", t1) || v.markLeaving("g9/z", t1) {
+		t.Error("a repeated word, or one about an unknown member, reported a change")
+	}
+	if _, ok := v.members["g9/z"]; ok {
+		t.Error("word about an unknown member added it")
+	}
+	// Back without the intent: the old word no longer counts.
+	v.alive("g1/b", meta("g1", "b"), false, "10.0.0.2:1", t1)
+	if v.gone("g1/b", false, "10.0.0.2:1", t1); v.members["g1/b"].State != StateDead {
+		t.Errorf("failure after return: %+v", v.members["g1/b"])
+	}
+}
+
 func TestViewSortsByGroupThenIDAndForgetsTheLongGone(t *testing.T) {
 	v := newView()
 	t0 := time.Unix(1000, 0)
