@@ -245,7 +245,7 @@ func (sc *streamConn) fail(err error) {
 }
 
 func (sc *streamConn) read(br *bufio.Reader) {
-	max := int(min(sc.maxResp, 1<<31-64)) + 25
+	max := int(min(sc.maxResp, 1<<31-64)) + wire.StreamResponseHeader
 	for {
 		resp, err := wire.ReadResponse(br, max)
 		res := streamResult{resp: resp}

@@ -254,7 +254,7 @@ func (sc *streamConn) write() {
 }
 
 func (sc *streamConn) send(r *wire.StreamResponse) {
-	f := wire.AppendResponse(make([]byte, 0, 4+25+len(r.Value)), r)
+	f := wire.AppendResponse(make([]byte, 0, 4+wire.StreamResponseHeader+len(r.Value)), r)
 	select {
 	case sc.out <- f:
 	case <-sc.dead:

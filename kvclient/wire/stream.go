@@ -78,9 +78,11 @@ type StreamResponse struct {
 const (
 	streamOK    = 0
 	streamError = 1
-	// streamResponseHeader is ID, status, version and index.
-	streamResponseHeader = 8 + 1 + 8 + 8
 )
+
+// StreamResponseHeader is the fixed part of a successful answer's frame
+// after its length: ID, status, version and index.
+const StreamResponseHeader = 8 + 1 + 8 + 8
 
 // ErrFrameTooLarge is returned by the frame readers for a frame over the
 // reader's limit. The frame's ID has been read (FrameTooLargeError.ID) but
@@ -191,12 +193,12 @@ func ReadResponse(r io.Reader, max int) (StreamResponse, error) {
 	resp.ID = binary.BigEndian.Uint64(f)
 	switch f[8] {
 	case streamOK:
-		if n < streamResponseHeader {
+		if n < StreamResponseHeader {
 			return resp, fmt.Errorf("malformed response: %d bytes", n)
 		}
 		resp.Version = binary.BigEndian.Uint64(f[9:])
 		resp.Index = binary.BigEndian.Uint64(f[17:])
-		resp.Value = f[streamResponseHeader:]
+		resp.Value = f[StreamResponseHeader:]
 	case streamError:
 		var e Error
 		if err := json.Unmarshal(f[9:], &e); err != nil || e.Code == "" {
