@@ -347,6 +347,13 @@ func (sc *streamConn) forget(id uint64, unanswered bool) {
 // streamAttempt is attempt (attempt.go) over the KV stream. ok is false
 // when the agent does not speak it: the caller uses HTTP.
 func (c *Client) streamAttempt(ctx context.Context, addr string, cl *call) (rep *reply, err error, ok bool) {
+	req := *cl.stream
+	if int64(wire.StreamRequestHeader)+int64(len(req.Key))+int64(len(req.Value)) > wire.MaxStreamFrame {
+		// The frame's length would not fit its 32 bits; no agent takes a
+		// value this large anyway (--max-value-bytes is at most 64 MiB).
+		return nil, fmt.Errorf("kvclient: %s: %w: %d bytes of key and value do not fit a KV stream frame",
+			cl.op, ErrTooLarge, len(req.Key)+len(req.Value)), true
+	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	sc, err := c.streams.conn(actx, addr)
@@ -357,13 +364,6 @@ func (c *Client) streamAttempt(ctx context.Context, addr string, cl *call) (rep 
 		return nil, ErrClosed, true
 	case err != nil:
 		return nil, c.noAnswer(cl, addr, false, actx.Err() != nil, err), true
-	}
-	req := *cl.stream
-	if int64(wire.StreamRequestHeader)+int64(len(req.Key))+int64(len(req.Value)) > wire.MaxStreamFrame {
-		// The frame's length would not fit its 32 bits; no agent takes a
-		// value this large anyway (--max-value-bytes is at most 64 MiB).
-		return nil, fmt.Errorf("kvclient: %s: %w: %d bytes of key and value do not fit a KV stream frame",
-			cl.op, ErrTooLarge, len(req.Key)+len(req.Value)), true
 	}
 	if cl.epoch > 0 {
 		// Invariant 3, as in attempt: the group checks the key under it.
