@@ -73,23 +73,16 @@ func (g *groupClient) cursor() *cursor {
 // first is the address of the first attempt; "" if the group has no known
 // address at all.
 func (cu *cursor) first(r route) string {
-	c := cu.g.c
 	if r == routeLeader {
-		if l := cu.g.cachedLeader(); l != "" && !c.unresponsive(l) {
+		if l := cu.g.cachedLeader(); l != "" && !cu.g.c.unresponsive(l) {
 			return l
 		}
 	}
-	n := len(cu.g.addrs)
-	if n == 0 {
+	if len(cu.g.addrs) == 0 {
 		return cu.g.cachedLeader()
 	}
-	for i := range n {
-		if a := cu.g.addrs[(cu.pos+i)%n]; !c.unresponsive(a) {
-			cu.pos = (cu.pos + i) % n
-			return a
-		}
-	}
-	return cu.g.addrs[cu.pos]
+	a, _ := cu.turn(0, "")
+	return a
 }
 
 // next is the address to try after the one that failed: the cached leader if it
@@ -101,21 +94,28 @@ func (cu *cursor) next(r route, failed string) string {
 			return l
 		}
 	}
-	n := len(cu.g.addrs)
-	if n == 0 {
-		return failed
+	if a, ok := cu.turn(1, failed); ok {
+		return a
 	}
-	// The next address in turn that answers; if none does, the next one.
-	for _, skipUnresponsive := range []bool{true, false} {
-		for i := 1; i <= n; i++ {
+	return failed // a single address, or none
+}
+
+// turn moves the cursor to the first address from from places on (cyclic)
+// that is not skip and has not recently left a request unanswered; if every
+// other address has, to the first that is not skip. ok is false if there
+// is no address but skip.
+func (cu *cursor) turn(from int, skip string) (addr string, ok bool) {
+	n := len(cu.g.addrs)
+	for _, avoidSilent := range []bool{true, false} {
+		for i := from; i < from+n; i++ {
 			p := (cu.pos + i) % n
-			if a := cu.g.addrs[p]; a != failed && !(skipUnresponsive && cu.g.c.unresponsive(a)) {
+			if a := cu.g.addrs[p]; a != skip && !(avoidSilent && cu.g.c.unresponsive(a)) {
 				cu.pos = p
-				return a
+				return a, true
 			}
 		}
 	}
-	return failed // a single address
+	return "", false
 }
 
 // verdict is what to do after a failed attempt.
