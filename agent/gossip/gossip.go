@@ -269,11 +269,16 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 		}
 		// Best effort: on timeout the leave still goes out, at worst
 		// reported as a failure by whoever missed the intent.
-		told := g.tellLeaving(wait)
+		told := time.NewTimer(wait)
+		defer told.Stop()
+		sent := g.tellLeaving()
 		if err := g.ml.UpdateNode(wait); err != nil {
 			g.log.Debug("gossip: leave intent broadcast unconfirmed", "err", err)
 		}
-		<-told
+		select {
+		case <-sent:
+		case <-told.C:
+		}
 		if timeout > 0 {
 			timeout = max(timeout-time.Since(started), time.Millisecond)
 		}
@@ -286,10 +291,9 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 
 // tellLeaving sends this agent's leaving message to every other member
 // memberlist lists alive, each over its own TCP connection, all at once.
-// The returned channel closes when all were sent or after timeout,
-// whichever comes first; a send still dialling then (a peer that is down)
-// ends on its own within memberlist's TCPTimeout.
-func (g *Gossip) tellLeaving(timeout time.Duration) <-chan struct{} {
+// The returned channel closes when all were sent; a send to a peer that is
+// down ends on its own within memberlist's TCPTimeout.
+func (g *Gossip) tellLeaving() <-chan struct{} {
 	msg := encodeLeaving(g.name)
 	var wg sync.WaitGroup
 	for _, n := range g.ml.Members() {
@@ -306,17 +310,7 @@ func (g *Gossip) tellLeaving(timeout time.Duration) <-chan struct{} {
 	}
 	sent := make(chan struct{})
 	go func() { wg.Wait(); close(sent) }()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-sent:
-		case <-t.C:
-		}
-	}()
-	return done
+	return sent
 }
 
 // announceLeaving puts the leave intent into the metadata memberlist
