@@ -303,12 +303,14 @@ func TestStaleRingIsRetriedUntilTheGroupCatchesUp(t *testing.T) {
 func TestRingErrorsEndWithinTheDeadline(t *testing.T) {
 	cl := newCluster(t, 2, 1)
 	c := newClient(t, fastConfig(cl.Group("g2").Agent(0).Addr()))
-	if _, err := c.Put(ctxFor(t, 5*time.Second), []byte("warm"), nil); err != nil {
+	key := keyOwnedBy(t, spec(1, "g1", "g2"), "g1", nil, "")
+	// Warmed on g1 itself, so that the timed calls below find a connection
+	// to it open rather than dialling one within their deadline.
+	if _, err := c.Put(ctxFor(t, 5*time.Second), key, nil); err != nil {
 		t.Fatal(err)
 	}
-	key := keyOwnedBy(t, spec(1, "g1", "g2"), "g1", nil, "")
-	// Long enough that a loaded machine still gets at least one answer in
-	// (the first attempt may have to dial); the bound below is what counts.
+	// Long enough that a loaded machine still gets at least one answer in;
+	// the bound below is what counts.
 	const deadline = time.Second
 	for _, code := range []wire.Code{wire.CodeWrongGroup, wire.CodeStaleRing} {
 		cl.Group("g1").Agent(0).SetHook(answer(code))
