@@ -24,7 +24,14 @@ const (
 	CodeTimeout         Code = "timeout"          // deadline passed; the outcome of a write is UNKNOWN
 	CodeWrongGroup      Code = "wrong_group"      // key not owned by this group under its ring; Error.Epoch is the group's epoch
 	CodeStaleRing       Code = "stale_ring"       // the client's ring epoch is newer than the group's
-	CodeInternal        Code = "internal"         // a bug; the message says more
+	// CodeKeyMoving: the key is being handed to another group by a ring
+	// change (Error.Epoch is the change's target epoch); nothing was
+	// applied, retry after a short wait.
+	CodeKeyMoving Code = "key_moving"
+	// CodeRingChangeInProgress: a ring change was asked for while another
+	// one runs; the message names it.
+	CodeRingChangeInProgress Code = "ring_change_in_progress"
+	CodeInternal             Code = "internal" // a bug; the message says more
 )
 
 // HTTPStatus is the one place where codes map to HTTP statuses.
@@ -36,11 +43,11 @@ func (c Code) HTTPStatus() int {
 		return http.StatusRequestEntityTooLarge
 	case CodeNotFound:
 		return http.StatusNotFound
-	case CodeCASFailed:
+	case CodeCASFailed, CodeRingChangeInProgress:
 		return http.StatusConflict
 	case CodeNotLeader, CodeWrongGroup, CodeStaleRing:
 		return http.StatusMisdirectedRequest
-	case CodeUnavailable:
+	case CodeUnavailable, CodeKeyMoving:
 		return http.StatusServiceUnavailable
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
@@ -53,7 +60,7 @@ func (c Code) HTTPStatus() int {
 // guarantees nothing was applied.
 func (c Code) Retryable() bool {
 	switch c {
-	case CodeNotLeader, CodeUnavailable, CodeWrongGroup, CodeStaleRing:
+	case CodeNotLeader, CodeUnavailable, CodeWrongGroup, CodeStaleRing, CodeKeyMoving:
 		return true
 	}
 	return false
@@ -71,7 +78,7 @@ type Error struct {
 	Message string  `json:"message"`
 	Leader  *Leader `json:"leader,omitempty"`  // with not_leader, when known
 	Version uint64  `json:"version,omitempty"` // with cas_failed: the current version, 0 if absent
-	Epoch   uint64  `json:"epoch,omitempty"`   // with wrong_group and stale_ring
+	Epoch   uint64  `json:"epoch,omitempty"`   // with wrong_group, stale_ring and key_moving
 }
 
 func (e *Error) Error() string {
