@@ -56,14 +56,17 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []any {
 
 	var m metaState
 	var rg *ring
+	var mv *move
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := batch{
+			tx:      tx,
 			kv:      tx.Bucket(bucketKV),
 			nodes:   tx.Bucket(bucketNodes),
 			removed: tx.Bucket(bucketRemoved),
 			meta:    tx.Bucket(bucketMeta),
 			group:   s.opts.Group,
 			ring:    s.ring.Load(),
+			move:    s.move.Load(),
 		}
 		meta := tx.Bucket(bucketMeta)
 		var err error
@@ -92,7 +95,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []any {
 			results[i] = res
 			b.m.applied, b.m.term = l.Index, l.Term
 		}
-		m, rg = b.m, b.ring
+		m, rg, mv = b.m, b.ring, b.move
 		// The applied index commits with the effects: a crash either
 		// keeps both or neither, so no entry is lost or applied twice.
 		return writeMeta(meta, m)
@@ -111,6 +114,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []any {
 			logs[0].Index, logs[len(logs)-1].Index, s.path, err))
 	}
 	s.ring.Store(rg)
+	s.move.Store(mv)
 	s.publishApplied(m.applied)
 	return results
 }
@@ -157,10 +161,12 @@ func (s *Store) isClosed() bool {
 
 // batch is the state of one ApplyBatch transaction.
 type batch struct {
+	tx                       *bolt.Tx
 	kv, nodes, removed, meta *bolt.Bucket
 	m                        metaState
 	group                    string
 	ring                     *ring // the ring in force at the current entry
+	move                     *move // the ring change in progress here, nil if none
 }
 
 // apply applies one command into res. Outcomes of the command (not found,
@@ -190,6 +196,8 @@ func (b *batch) apply(index uint64, data []byte, res *Result) error {
 		return b.removed.Put([]byte(c.Node.ID), u64(index))
 	case OpSetRing:
 		return b.setRing(c, res)
+	case OpMovePrepare, OpMoveFreeze, OpMoveImport, OpMoveCleanup, OpMoveFinish, OpChangeLog:
+		return b.applyMove(c, res)
 	}
 	return nil
 }
@@ -200,6 +208,19 @@ func (b *batch) setRing(c Command, res *Result) error {
 	if c.Ring.Epoch <= b.m.epoch {
 		res.Err = &EpochError{Current: b.m.epoch}
 		return nil
+	}
+	// One owner (invariant 3): after the first ring, a group adopts a new
+	// ring only through a ring change it is ready for (move.go), so it
+	// never takes keys their previous owner still serves.
+	if b.m.epoch > 0 || b.move != nil {
+		switch {
+		case b.move == nil || !sameRing(b.move.spec.To, c.Ring):
+			res.Err = fmt.Errorf("%w: group %s has no prepared change to epoch %d", ErrMoveNotReady, b.group, c.Ring.Epoch)
+			return nil
+		case b.move.ready(b.group) != nil:
+			res.Err = b.move.ready(b.group)
+			return nil
+		}
 	}
 	cr, err := c.Ring.Build()
 	if err != nil { // Validate ran Build already; deterministic
@@ -219,7 +240,7 @@ func (b *batch) setRing(c Command, res *Result) error {
 }
 
 func (b *batch) put(c Command, res *Result) error {
-	if err := b.ring.checkOwner(b.group, c.Key, c.RingEpoch); err != nil {
+	if err := admit(b.group, b.ring, b.move, c.Key, c.RingEpoch); err != nil {
 		res.Err = err
 		return nil
 	}
@@ -254,7 +275,7 @@ func (b *batch) put(c Command, res *Result) error {
 }
 
 func (b *batch) delete(c Command, res *Result) error {
-	if err := b.ring.checkOwner(b.group, c.Key, c.RingEpoch); err != nil {
+	if err := admit(b.group, b.ring, b.move, c.Key, c.RingEpoch); err != nil {
 		res.Err = err
 		return nil
 	}
@@ -282,6 +303,15 @@ func (b *batch) delete(c Command, res *Result) error {
 	b.m.keys--
 	b.m.dataBytes -= size
 	res.Version = cur
+	if b.leaving(c.Key) {
+		// The delete moves with the key: the new owner must not keep an
+		// older copy of it (nothing resurrected).
+		tombs, err := b.tombs()
+		if err != nil {
+			return err
+		}
+		return tombs.Put(c.Key, u64(b.m.clock))
+	}
 	return nil
 }
 

@@ -304,7 +304,6 @@ func TestEpochOnlyRises(t *testing.T) {
 		{3, 0, 3},
 		{3, 3, 3},
 		{2, 3, 3},
-		{4, 0, 4},
 	}
 	for _, tc := range tests {
 		r := applyNext(t, s, epoch(tc.epoch))[0]
@@ -318,6 +317,11 @@ func TestEpochOnlyRises(t *testing.T) {
 		if got := s.Epoch(); got != tc.want {
 			t.Fatalf("Epoch() = %d, want %d", got, tc.want)
 		}
+	}
+	// After the first ring, a higher epoch comes only through a ring
+	// change this group prepared and is ready for (move_test.go).
+	if r := applyNext(t, s, epoch(4))[0]; !errors.Is(r.Err, ErrMoveNotReady) || s.Epoch() != 3 {
+		t.Fatalf("epoch 4 without a change: %v, epoch %d; want ErrMoveNotReady at 3", r.Err, s.Epoch())
 	}
 }
 

@@ -18,6 +18,14 @@ const (
 	OpRegisterNode Op = 3 // upsert Node in the node registry
 	OpRemoveNode   Op = 4 // drop Node.ID from the registry and mark it removed (registered or not)
 	OpSetRing      Op = 5 // adopt Ring if its epoch is higher than the current one
+
+	// Ring changes (move.go). Body holds the op's arguments.
+	OpMovePrepare Op = 6  // record the change From -> To (a MoveArgs, JSON)
+	OpMoveFreeze  Op = 7  // refuse the keys that leave this group under To (MoveArgs)
+	OpMoveImport  Op = 8  // store keys handed over by a source (binary, EncodeImport)
+	OpMoveCleanup Op = 9  // drop keys this group no longer owns (MoveArgs with Cursor, Limit)
+	OpMoveFinish  Op = 10 // forget the change (MoveArgs)
+	OpChangeLog   Op = 11 // the coordinator's record of a ring change (wire.RingChangeStatus, JSON)
 )
 
 func (o Op) String() string {
@@ -32,6 +40,18 @@ func (o Op) String() string {
 		return "remove-node"
 	case OpSetRing:
 		return "set-ring"
+	case OpMovePrepare:
+		return "move-prepare"
+	case OpMoveFreeze:
+		return "move-freeze"
+	case OpMoveImport:
+		return "move-import"
+	case OpMoveCleanup:
+		return "move-cleanup"
+	case OpMoveFinish:
+		return "move-finish"
+	case OpChangeLog:
+		return "change-log"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -51,6 +71,7 @@ type NodeInfo struct {
 //	OpRegisterNode Node
 //	OpRemoveNode   Node.ID
 //	OpSetRing      Ring
+//	OpMove*, OpChangeLog Body
 //
 // Other fields are not encoded. Expect is only meaningful with HasCAS: for
 // OpPut, Expect 0 means "the key must be absent"; otherwise the key's
@@ -67,6 +88,7 @@ type Command struct {
 	RingEpoch uint64
 	Node      NodeInfo
 	Ring      RingSpec
+	Body      []byte
 }
 
 // codecVersion is the first byte of every encoded command, so the format can
@@ -112,6 +134,10 @@ func (c Command) Validate() error {
 		if _, err := c.Ring.Build(); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidCommand, err)
 		}
+	case OpMovePrepare, OpMoveFreeze, OpMoveImport, OpMoveCleanup, OpMoveFinish, OpChangeLog:
+		if err := validateBody(c.Op, c.Body); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, uint8(c.Op))
 	}
@@ -138,6 +164,8 @@ func (c Command) Marshal() []byte {
 		for _, g := range c.Ring.Groups {
 			n += binary.MaxVarintLen64 + len(g.ID) + 8
 		}
+	default:
+		n += binary.MaxVarintLen64 + len(c.Body)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, codecVersion, byte(c.Op))
@@ -169,6 +197,8 @@ func (c Command) Marshal() []byte {
 		b = appendBytes(b, []byte(c.Node.ID))
 	case OpSetRing:
 		b = appendRing(b, c.Ring)
+	case OpMovePrepare, OpMoveFreeze, OpMoveImport, OpMoveCleanup, OpMoveFinish, OpChangeLog:
+		b = appendBytes(b, c.Body)
 	}
 	return b
 }
@@ -217,6 +247,8 @@ func UnmarshalCommand(data []byte) (Command, error) {
 		c.Node.ID = string(d.bytes())
 	case OpSetRing:
 		c.Ring = d.ring()
+	case OpMovePrepare, OpMoveFreeze, OpMoveImport, OpMoveCleanup, OpMoveFinish, OpChangeLog:
+		c.Body = d.bytes()
 	default:
 		if d.err == nil {
 			return Command{}, fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, uint8(c.Op))

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"fmt"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // Errors carried by Result.Err or returned by the read methods. They are
@@ -33,6 +35,20 @@ var (
 	// applied index, so its effect is already in the state (it is being
 	// replayed after a restart). Its original outcome is not known here.
 	ErrAlreadyApplied = errors.New("store: entry already applied")
+	// ErrKeyMoving: a ring change is handing the key to another group;
+	// nothing was applied. The concrete error is a *RingError carrying the
+	// change's target epoch and the key's next owner.
+	ErrKeyMoving = errors.New("store: key is moving to another group")
+	// ErrMoveNotReady: a ring change step came before what it needs (the
+	// group has not prepared the change, is not frozen, lacks a source's
+	// final round, ...). Nothing changed; the coordinator retries.
+	ErrMoveNotReady = errors.New("store: ring change step not ready")
+	// ErrMoveDone: an import for a change this group has adopted already;
+	// nothing changed (the change no longer needs it).
+	ErrMoveDone = errors.New("store: ring change already adopted")
+	// ErrChangeInProgress: another ring change is in progress. With
+	// OpChangeLog the concrete error is a *ChangeError naming it.
+	ErrChangeInProgress = errors.New("store: a ring change is in progress")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 )
@@ -69,6 +85,19 @@ func (e *RingError) Error() string {
 // Unwrap makes errors.Is(err, ErrWrongGroup/ErrStaleRing) hold.
 func (e *RingError) Unwrap() error { return e.Err }
 
+// ChangeError refuses a ring change while Active runs.
+type ChangeError struct {
+	Active wire.RingChangeStatus
+}
+
+func (e *ChangeError) Error() string {
+	return fmt.Sprintf("store: ring change in progress: %s %s, epoch %d to %d, phase %s",
+		e.Active.Kind, e.Active.Group, e.Active.From.Epoch, e.Active.To.Epoch, e.Active.Phase)
+}
+
+// Unwrap makes errors.Is(err, ErrChangeInProgress) hold.
+func (e *ChangeError) Unwrap() error { return ErrChangeInProgress }
+
 // EpochError is the error of a rejected OpSetRing. Current is the stored
 // ring epoch.
 type EpochError struct {
@@ -90,6 +119,11 @@ type Result struct {
 	// Version is the key's new version after a Put, the deleted version
 	// after a Delete, 0 otherwise.
 	Version uint64
+	// Count is what a move command changed: records imported, keys
+	// dropped by a cleanup.
+	Count uint64
+	// Next is where a cleanup resumes (after this key); nil: done.
+	Next []byte
 	// Err is nil, ErrNotFound, a *CASError, an *EpochError,
 	// ErrNodeRemoved, an ErrInvalidCommand, ErrAlreadyApplied or
 	// ErrClosed. Only a nil Err means this call changed the state.

@@ -18,6 +18,9 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketNodes   = []byte("nodes")
 	bucketRemoved = []byte("removed")
+	// bucketMoveTombs exists during a ring change only: key -> version of
+	// its deletion, for deleted keys that move (move.go).
+	bucketMoveTombs = []byte("move_tombs")
 
 	metaFormat       = []byte("format")
 	metaAppliedIndex = []byte("applied_index")
@@ -27,6 +30,9 @@ var (
 	metaRing         = []byte("ring") // JSON RingSpec; absent before the first ring
 	metaKeys         = []byte("keys")
 	metaDataBytes    = []byte("data_bytes")
+	metaMove         = []byte("move")        // JSON MoveSpec: this group's part in a ring change
+	metaChange       = []byte("change")      // JSON wire.RingChangeStatus: the change this group coordinates
+	metaChangeLast   = []byte("change_last") // JSON wire.RingChangeStatus: the last change it coordinated
 )
 
 func initLayout(tx *bolt.Tx) error {
@@ -74,12 +80,15 @@ func readMetaFrom(db *bolt.DB) (m metaState, err error) {
 	return m, err
 }
 
-func readRingFrom(db *bolt.DB) (r *ring, err error) {
+func readRingFrom(db *bolt.DB) (r *ring, mv *move, err error) {
 	err = db.View(func(tx *bolt.Tx) error {
-		r, err = loadRing(tx.Bucket(bucketMeta).Get(metaRing))
+		if r, err = loadRing(tx.Bucket(bucketMeta).Get(metaRing)); err != nil {
+			return err
+		}
+		mv, err = loadMove(tx.Bucket(bucketMeta).Get(metaMove))
 		return err
 	})
-	return r, err
+	return r, mv, err
 }
 
 func readMeta(b *bolt.Bucket) (metaState, error) {

@@ -118,7 +118,10 @@ func (s *Store) Ring() RingSpec { return s.ring.Load().spec }
 // returns a *RingError (ErrWrongGroup or ErrStaleRing) when this group must
 // not serve key under its applied ring for a client at clientEpoch.
 func (s *Store) CheckOwner(key []byte, clientEpoch uint64) error {
-	return s.ring.Load().checkOwner(s.opts.Group, key, clientEpoch)
+	// Both pointers are published after each commit; a read between the
+	// two stores sees the newer ring with the older move or the reverse,
+	// and admit is safe for both (a frozen move only refuses more).
+	return admit(s.opts.Group, s.ring.Load(), s.move.Load(), key, clientEpoch)
 }
 
 // Stats returns a summary of the state in O(1). On a read error (logged)

@@ -102,7 +102,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	rg, err := readRingFrom(db)
+	rg, mv, err := readRingFrom(db)
 	if err != nil {
 		_ = db.Close()
 		_ = os.Remove(tmp)
@@ -145,6 +145,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	s.mu.Unlock()
 
 	s.ring.Store(rg)
+	s.move.Store(mv)
 	s.publishApplied(m.applied)
 	s.log.Info("store restored from snapshot", "applied_index", m.applied, "clock", m.clock, "keys", m.keys)
 	if dirErr != nil {

@@ -151,6 +151,10 @@ type Store struct {
 	// the first OpSetRing), published after each commit like applied.
 	ring atomic.Pointer[ring]
 
+	// move is this group's part in the ring change in progress (nil:
+	// none), published after each commit like ring.
+	move atomic.Pointer[move]
+
 	// waitMu guards waitCh, which is closed and replaced every time applied
 	// changes and when the store closes, waking every WaitApplied call.
 	waitMu sync.Mutex
@@ -214,7 +218,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.lock.Close()
 		return nil, err
 	}
-	rg, err := readRingFrom(db)
+	rg, mv, err := readRingFrom(db)
 	if err != nil {
 		_ = db.Close()
 		s.lock.Close()
@@ -222,6 +226,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.db = db
 	s.ring.Store(rg)
+	s.move.Store(mv)
 	s.applied.Store(m.applied)
 	s.log.Info("store opened", "path", s.path, "applied_index", m.applied, "clock", m.clock, "keys", m.keys, "discarded_torn_file", discarded)
 	return s, nil
