@@ -246,6 +246,11 @@ func (g *groupClient) do(ctx context.Context, cl *call) (*reply, error) {
 			quick = 0
 			d := g.backoff(waits)
 			waits++
+			var ae *Error
+			if errors.As(err, &ae) && ae.Code == wire.CodeKeyMoving {
+				// A hand-off lasts a fraction of a second: ask often.
+				d = min(d, keyMovingWait)
+			}
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 				// Invariant 5: fail within the deadline rather than sleep past it.
 				return nil, giveUp(cl, lastErr, context.DeadlineExceeded)
@@ -267,6 +272,9 @@ type rerouteError struct{ err error }
 
 func (e *rerouteError) Error() string { return e.err.Error() }
 func (e *rerouteError) Unwrap() error { return e.err }
+
+// keyMovingWait caps the wait before asking again about a key in hand-off.
+const keyMovingWait = 25 * time.Millisecond
 
 // decide says whether and where a failed attempt is retried. Only answers
 // that promise nothing was applied, requests that were never sent, and
@@ -294,6 +302,11 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 			if ae.Code == wire.CodeStaleRing {
 				return retryLater, cu.next(cl.route, addr)
 			}
+		case wire.CodeKeyMoving:
+			// A ring change is handing the key over: nothing was
+			// applied, and the same leader answers differently once the
+			// hand-off is done (served, or wrong_group to the new owner).
+			return retryLater, addr
 		case wire.CodeUnavailable:
 			g.forgetLeader(addr)
 			return retryLater, cu.next(cl.route, addr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,12 +19,25 @@ func post(ctx context.Context, client *http.Client, addr, path string, body, out
 	if err != nil {
 		return err
 	}
+	return exchange(ctx, client, http.MethodPost, addr, path, "application/json", data, out)
+}
+
+// exchange sends one request (data, of type contentType; nil: no body) to
+// path at addr, following not_leader hints (a few hops), and decodes a 200
+// answer's JSON into out (if not nil). An error answer is a *wire.Error.
+func exchange(ctx context.Context, client *http.Client, method, addr, path, contentType string, data []byte, out any) error {
 	for hop := 0; hop < 3; hop++ {
-		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(data))
+		var body io.Reader
+		if data != nil {
+			body = bytes.NewReader(data)
+		}
+		hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
 		if err != nil {
 			return err
 		}
-		hreq.Header.Set("Content-Type", "application/json")
+		if data != nil {
+			hreq.Header.Set("Content-Type", contentType)
+		}
 		resp, err := client.Do(hreq)
 		if err != nil {
 			return err
@@ -47,4 +61,19 @@ func post(ctx context.Context, client *http.Client, addr, path string, body, out
 		return eb.Error
 	}
 	return fmt.Errorf("too many leader redirects")
+}
+
+// exchangeAny tries addrs in order until one answers other than with a
+// transport failure, not_leader or unavailable (a group's members, leader
+// first): a dead or deposed member costs one try, not the call.
+func exchangeAny(ctx context.Context, client *http.Client, method string, addrs []string, path, contentType string, data []byte, out any) error {
+	err := errors.New("no address to ask")
+	for _, a := range addrs {
+		err = exchange(ctx, client, method, a, path, contentType, data, out)
+		var we *wire.Error
+		if err == nil || ctx.Err() != nil || (errors.As(err, &we) && we.Code != wire.CodeNotLeader && we.Code != wire.CodeUnavailable) {
+			return err
+		}
+	}
+	return err
 }

@@ -35,6 +35,8 @@ type Runner struct {
 	// agent then stops asking and stays out until it is restarted.
 	refused error
 
+	change changeRun // the ring change this agent coordinates (changerun.go)
+
 	stop chan struct{}
 	done sync.WaitGroup
 }
@@ -123,6 +125,7 @@ func (r *Runner) step() {
 	}
 	if raftNode.State() == raft.Leader {
 		r.coordinate(ctx, view)
+		r.superviseChange()
 	}
 }
 
@@ -176,6 +179,11 @@ func (r *Runner) coordinate(ctx context.Context, view []Agent) {
 			return
 		}
 		ring = spec
+	}
+	if active, _, err := r.node.Store().Change(); err != nil || active != nil {
+		// A ring change brings every group to its ring itself; a push
+		// would only be refused until each group is ready.
+		return
 	}
 	body := ring.Wire()
 	for _, g := range Behind(ring, view) {

@@ -30,12 +30,19 @@ func toWire(err error) *wire.Error {
 		return e
 	case errors.As(err, &re):
 		code := wire.CodeWrongGroup
-		if errors.Is(err, store.ErrStaleRing) {
+		switch {
+		case errors.Is(err, store.ErrStaleRing):
 			code = wire.CodeStaleRing
+		case errors.Is(err, store.ErrKeyMoving):
+			code = wire.CodeKeyMoving
 		}
 		return &wire.Error{Code: code, Message: err.Error(), Epoch: re.Epoch}
 	case errors.As(err, &cas):
 		return &wire.Error{Code: wire.CodeCASFailed, Message: err.Error(), Version: cas.Current}
+	case errors.Is(err, store.ErrChangeInProgress):
+		return &wire.Error{Code: wire.CodeRingChangeInProgress, Message: err.Error()}
+	case errors.Is(err, store.ErrMoveNotReady):
+		return &wire.Error{Code: wire.CodeUnavailable, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, node.ErrNoSuchNode):
 		return &wire.Error{Code: wire.CodeNotFound, Message: err.Error()}
 	case errors.Is(err, node.ErrInvalid), errors.Is(err, store.ErrInvalidCommand), errors.Is(err, store.ErrNodeRemoved):

@@ -12,9 +12,13 @@ import (
 	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
-// Membership is the gossip view the server reports (advisory).
-type Membership interface {
+// Cluster is the agent's view of the cluster beyond its group: the gossip
+// pool (advisory) and ring changes (agent/cluster).
+type Cluster interface {
 	Members() []wire.Member
+	StartChange(ctx context.Context, req wire.RingChangeRequest) (wire.RingChangeStatus, error)
+	ChangeStatus() (wire.RingChangeAnswer, error)
+	Export(ctx context.Context, req wire.MoveExportRequest) (wire.MoveExportResult, error)
 }
 
 func (s *Server) members(c *gin.Context) {

@@ -31,7 +31,7 @@ type Server struct {
 	node     *node.Node
 	limits   config.Limits
 	version  string
-	cluster  Membership // nil: no gossip view
+	cluster  Cluster // nil: no gossip view, no ring changes
 	log      *slog.Logger
 	engine   *gin.Engine
 	srv      *http.Server
@@ -45,7 +45,7 @@ type Server struct {
 // New builds the server; Serve starts it. version is reported by
 // /v1/agent/self; cluster provides the gossip view for /v1/ring and
 // /v1/gossip/members.
-func New(n *node.Node, limits config.Limits, version string, cluster Membership, log *slog.Logger) *Server {
+func New(n *node.Node, limits config.Limits, version string, cluster Cluster, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +100,12 @@ func New(n *node.Node, limits config.Limits, version string, cluster Membership,
 	m.GET(wire.PathRing, s.ring)
 	m.POST(wire.PathRing, command(s, s.setRing))
 	m.GET(wire.PathGossipMembers, s.members)
+	m.POST(wire.PathRingChange, command(s, s.startChange))
+	m.GET(wire.PathRingChange, s.changeStatus)
+	m.GET(wire.PathMoveState, s.moveState)
+	m.POST(wire.PathMoveStep, command(s, s.moveStep))
+	m.POST(wire.PathMoveExport, s.moveExport)
+	m.POST(wire.PathMoveImport, s.moveImport)
 	e.GET(wire.PathMetrics, gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
 	s.srv = &http.Server{

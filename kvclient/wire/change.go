@@ -71,6 +71,7 @@ type SourceProgress struct {
 	// been copied to its destination.
 	Watermark uint64 `json:"watermark"`
 	Rounds    int    `json:"rounds"`           // copy rounds completed
+	LastRound uint64 `json:"last_round"`       // records sent by the last copy round
 	Estimate  uint64 `json:"estimate"`         // keys expected to move out of it (from its key count and the shares)
 	Frozen    bool   `json:"frozen"`           // it refuses its moving keys
 	Sealed    bool   `json:"sealed"`           // its final round reached every destination

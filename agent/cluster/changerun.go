@@ -1,0 +1,375 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/carpkv/carpkv/agent/store"
+	"github.com/carpkv/carpkv/kvclient/wire"
+)
+
+// changeRun is the coordinator's side of a ring change: while this agent
+// leads a group whose log holds an active change, one goroutine drives it
+// with NextAction. Everything it knows that matters is in the log (the
+// phase, each source's watermark and flags); what it keeps in memory (the
+// live counters of a round in flight, the last error) is for status only
+// and is rebuilt by the next leader.
+type changeRun struct {
+	mu      sync.Mutex
+	running bool
+	live    *wire.RingChangeStatus // the record with in-flight progress, while running
+	lastErr string
+	client  *http.Client
+}
+
+// Cleanup drops at most this many keys per entry.
+const cleanupLimit = 10_000
+
+func (r *Runner) moveClient() *http.Client {
+	r.change.mu.Lock()
+	defer r.change.mu.Unlock()
+	if r.change.client == nil {
+		r.change.client = &http.Client{Timeout: maxBudget + 20*time.Second}
+	}
+	return r.change.client
+}
+
+// superviseChange starts the driver when this agent leads a group that
+// coordinates a change and none runs here. Called on every step.
+func (r *Runner) superviseChange() {
+	if r.node.Raft().State() != raft.Leader {
+		return
+	}
+	active, _, err := r.node.Store().Change()
+	if err != nil || active == nil {
+		return
+	}
+	r.change.mu.Lock()
+	defer r.change.mu.Unlock()
+	if r.change.running {
+		return
+	}
+	r.change.running = true
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		r.driveChange()
+		r.change.mu.Lock()
+		r.change.running = false
+		r.change.live = nil
+		r.change.mu.Unlock()
+	}()
+}
+
+// driveChange acts on NextAction until the change is done, this agent
+// stops leading, or the runner stops.
+func (r *Runner) driveChange() {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		if r.node.Raft().State() != raft.Leader {
+			r.log.Info("ring change: no longer the leader; the next leader goes on")
+			return
+		}
+		active, _, err := r.node.Store().Change()
+		if err != nil || active == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), maxBudget+30*time.Second)
+		go func() {
+			select {
+			case <-r.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err = r.changeStep(ctx, *active)
+		cancel()
+		if err == nil {
+			backoff = 50 * time.Millisecond
+			r.setLastErr("")
+			continue
+		}
+		r.setLastErr(err.Error())
+		r.log.Info("ring change: will retry", "epoch", active.To.Epoch, "phase", active.Phase, "err", err)
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (r *Runner) setLastErr(s string) {
+	r.change.mu.Lock()
+	r.change.lastErr = s
+	r.change.mu.Unlock()
+}
+
+func (r *Runner) setLive(ch *wire.RingChangeStatus) {
+	r.change.mu.Lock()
+	r.change.live = ch
+	r.change.mu.Unlock()
+}
+
+// errWaiting is a wait the plan asked for: retried after a backoff.
+var errWaiting = errors.New("waiting")
+
+// changeStep observes the groups, takes one action and records its result.
+func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error {
+	from, to := store.RingSpecFromWire(ch.From), store.RingSpecFromWire(ch.To)
+	states := r.observe(ctx, Involved(from, to))
+	live := ch
+	r.setLive(&live)
+	a := NextAction(ch, states)
+	switch a.Kind {
+	case ActWait:
+		return fmt.Errorf("%w: %s", errWaiting, a.Reason)
+	case ActAdvance:
+		now := time.Now().UnixMilli()
+		ch.Phase, ch.PhaseAt = a.Phase, now
+		if a.Phase == wire.PhaseDone {
+			ch.FinishedAt = now
+		}
+		if err := r.node.ChangeLog(ctx, ch); err != nil {
+			return err
+		}
+		r.log.Info("ring change: phase", "epoch", ch.To.Epoch, "phase", ch.Phase)
+		return nil
+	case ActStep:
+		req := wire.MoveStepRequest{Step: a.Step, From: ch.From, To: ch.To}
+		i := sourceIndex(&ch, a.Group)
+		if a.Step == wire.StepCleanup {
+			req.Cursor, req.Limit = ch.Sources[i].Cursor, cleanupLimit
+		}
+		var res wire.MoveStepResult
+		if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(a.Group, states), wire.PathMoveStep, "application/json", mustJSON(req), &res); err != nil {
+			return fmt.Errorf("%s in group %s: %w", a.Step, a.Group, err)
+		}
+		if a.Step != wire.StepCleanup {
+			return nil
+		}
+		s := &ch.Sources[i]
+		s.Dropped += res.Dropped
+		s.Cursor, s.Cleaned = res.Cursor, res.Done
+		return r.node.ChangeLog(ctx, ch)
+	case ActCopy:
+		return r.copyRound(ctx, &ch, a.Group, a.Final, states)
+	}
+	return fmt.Errorf("ring change: unknown action %q", a.Kind)
+}
+
+// copyRound runs one copy round of source g (chunk by chunk, showing the
+// counters live) and records it.
+func (r *Runner) copyRound(ctx context.Context, ch *wire.RingChangeStatus, g string, final bool, states map[string]wire.MoveState) error {
+	i := sourceIndex(ch, g)
+	req := wire.MoveExportRequest{From: ch.From, To: ch.To, Since: ch.Sources[i].Watermark, Final: final, Dests: map[string][]string{}}
+	for _, d := range ch.To.Groups {
+		if d.ID != g {
+			req.Dests[d.ID] = r.groupAddrs(d.ID, states)
+		}
+	}
+	var watermark, sent uint64
+	for first := true; ; first = false {
+		var res wire.MoveExportResult
+		if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveExport, "application/json", mustJSON(req), &res); err != nil {
+			return fmt.Errorf("copying from group %s: %w", g, err)
+		}
+		if first {
+			watermark = res.Watermark
+		}
+		for _, p := range res.Pairs {
+			addPair(ch, p)
+			sent += p.Keys
+		}
+		live := *ch
+		live.Pairs = slices.Clone(ch.Pairs)
+		r.setLive(&live)
+		if res.Cursor == "" {
+			s := &ch.Sources[i]
+			s.Rounds++
+			s.LastRound = sent
+			if final {
+				s.Sealed = res.Sealed
+			} else {
+				s.Watermark = watermark
+			}
+			return r.node.ChangeLog(ctx, *ch)
+		}
+		req.Cursor = res.Cursor
+	}
+}
+
+func addPair(ch *wire.RingChangeStatus, p wire.PairProgress) {
+	for i := range ch.Pairs {
+		if ch.Pairs[i].Source == p.Source && ch.Pairs[i].Dest == p.Dest {
+			ch.Pairs[i].Keys += p.Keys
+			ch.Pairs[i].Bytes += p.Bytes
+			return
+		}
+	}
+	ch.Pairs = append(ch.Pairs, p)
+}
+
+// sourceIndex returns the index of g's progress, adding it if missing.
+func sourceIndex(ch *wire.RingChangeStatus, g string) int {
+	for i, s := range ch.Sources {
+		if s.Group == g {
+			return i
+		}
+	}
+	ch.Sources = append(ch.Sources, wire.SourceProgress{Group: g})
+	return len(ch.Sources) - 1
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // wire types always encode
+	}
+	return b
+}
+
+// groupAddrs lists where to reach group g's leader: the leader that
+// answered the last observation, then every alive member gossip shows.
+func (r *Runner) groupAddrs(g string, states map[string]wire.MoveState) []string {
+	var out []string
+	if st, ok := states[g]; ok && st.Leader != nil && st.Leader.HTTP != "" {
+		out = append(out, st.Leader.HTTP)
+	}
+	view := r.view()
+	for _, gl := range LeadGroups(view) {
+		if gl.ID == g && !slices.Contains(out, gl.Leader.HTTP) {
+			out = append(out, gl.Leader.HTTP)
+		}
+	}
+	for _, a := range groupOf(view, g) {
+		if a.HTTP != "" && !slices.Contains(out, a.HTTP) {
+			out = append(out, a.HTTP)
+		}
+	}
+	if g == r.cfg.Group && !slices.Contains(out, r.cfg.HTTPAdvertise) {
+		out = append(out, r.cfg.HTTPAdvertise)
+	}
+	return out
+}
+
+// observe asks each group's leader for its part in the change; a group
+// whose leader does not answer is left out.
+func (r *Runner) observe(ctx context.Context, groups []string) map[string]wire.MoveState {
+	out := map[string]wire.MoveState{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			var st wire.MoveState
+			if err := exchangeAny(octx, r.moveClient(), http.MethodGet, r.groupAddrs(g, nil), wire.PathMoveState, "", nil, &st); err != nil {
+				return
+			}
+			if st.Group != g {
+				return // an address reused by another agent
+			}
+			mu.Lock()
+			out[g] = st
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// StartChange records the change req asks for, on the coordinator's
+// leader, after checking it against the ring and every group involved;
+// the driver starts at once. Nothing starts if it is refused.
+func (r *Runner) StartChange(ctx context.Context, req wire.RingChangeRequest) (wire.RingChangeStatus, error) {
+	if err := r.node.LeaderCheck(); err != nil {
+		return wire.RingChangeStatus{}, err
+	}
+	cur := r.node.Store().Ring()
+	view := r.view()
+	if coord := Coordinator(cur, view); coord != r.cfg.Group {
+		return wire.RingChangeStatus{}, refuse(wire.CodeInvalidArgument, "ring changes are coordinated by group %s (the smallest group of the ring), not %s: ask its leader", coord, r.cfg.Group)
+	}
+	if active, _, err := r.node.Store().Change(); err != nil {
+		return wire.RingChangeStatus{}, err
+	} else if active != nil {
+		return wire.RingChangeStatus{}, &store.ChangeError{Active: *active}
+	}
+	involved := Involved(cur, cur)
+	if req.Group != "" && !slices.Contains(involved, req.Group) {
+		involved = append(involved, req.Group)
+	}
+	states := r.observe(ctx, involved)
+	next, err := NextRing(cur, req, LeadGroups(view), states)
+	if err != nil {
+		return wire.RingChangeStatus{}, err
+	}
+	keys := map[string]int{}
+	for g, st := range states {
+		keys[g] = st.Keys
+	}
+	now := time.Now().UnixMilli()
+	st := wire.RingChangeStatus{
+		Kind: req.Kind, Group: req.Group, From: cur.Wire(), To: next.Wire(), Phase: wire.PhasePrepare,
+		StartedAt: now, PhaseAt: now, Coordinator: r.cfg.Group, Pairs: []wire.PairProgress{},
+	}
+	est := Estimates(cur, next, keys)
+	for _, g := range cur.Groups {
+		st.Sources = append(st.Sources, wire.SourceProgress{Group: g.ID, Estimate: est[g.ID]})
+	}
+	if err := r.node.ChangeLog(ctx, st); err != nil {
+		return wire.RingChangeStatus{}, err
+	}
+	r.log.Info("ring change started", "kind", req.Kind, "group", req.Group, "from_epoch", cur.Epoch, "to_epoch", next.Epoch)
+	r.superviseChange()
+	return st, nil
+}
+
+// ChangeStatus answers GET /v1/ring/change: the change this group
+// coordinates, with live progress when this agent drives it, and the last
+// one completed.
+func (r *Runner) ChangeStatus() (wire.RingChangeAnswer, error) {
+	active, last, err := r.node.Store().Change()
+	if err != nil {
+		return wire.RingChangeAnswer{}, err
+	}
+	r.change.mu.Lock()
+	defer r.change.mu.Unlock()
+	if active != nil && r.change.running {
+		if r.change.live != nil && r.change.live.To.Epoch == active.To.Epoch && phaseRank(r.change.live.Phase) == phaseRank(active.Phase) {
+			live := *r.change.live
+			// The record is the truth for what it holds; the live copy
+			// adds the counters of a round in flight.
+			live.Sources = active.Sources
+			if len(live.Pairs) < len(active.Pairs) {
+				live.Pairs = active.Pairs
+			}
+			active = &live
+		}
+		active.Live = true
+		active.LastError = r.change.lastErr
+	}
+	return wire.RingChangeAnswer{Active: active, Last: last}, nil
+}
+
+func phaseRank(p string) int {
+	return slices.Index([]string{wire.PhasePrepare, wire.PhaseCopy, wire.PhaseFreeze, wire.PhaseFinal,
+		wire.PhaseActivate, wire.PhaseCleanup, wire.PhaseFinish, wire.PhaseDone}, p)
+}
