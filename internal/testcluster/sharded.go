@@ -17,6 +17,10 @@ type Sharded struct {
 	t      testing.TB
 	Dir    string
 	Groups []*Cluster
+
+	seed         string   // gossip address every agent joins through
+	expectGroups int      // --expect-groups of every agent
+	args         []string // extra flags of every agent
 }
 
 // StartSharded launches groups × replicas agents (groups g1..gN) and waits
@@ -24,24 +28,9 @@ type Sharded struct {
 // ring.
 func StartSharded(t testing.TB, groups, replicas int, args ...string) *Sharded {
 	t.Helper()
-	s := &Sharded{t: t, Dir: t.TempDir()}
-	var seed string
-	for g := 1; g <= groups; g++ {
-		c := &Cluster{t: t, Dir: filepath.Join(s.Dir, fmt.Sprintf("g%d", g)), Group: fmt.Sprintf("g%d", g),
-			Args: append(append([]string{}, FastRaft...), args...)}
-		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c.Args = append(c.Args, fmt.Sprintf("--bootstrap-expect=%d", replicas), fmt.Sprintf("--expect-groups=%d", groups))
-		for r := 1; r <= replicas; r++ {
-			n := c.AddNode(fmt.Sprintf("g%d-n%d", g, r))
-			if seed == "" {
-				seed = n.GossipAddr
-			} else {
-				n.Args = append(n.Args, "--retry-join", seed)
-			}
-		}
-		s.Groups = append(s.Groups, c)
+	s := &Sharded{t: t, Dir: t.TempDir(), expectGroups: groups, args: args}
+	for range groups {
+		s.newGroup(replicas)
 	}
 	for _, c := range s.Groups {
 		for _, n := range c.Nodes {
@@ -51,6 +40,41 @@ func StartSharded(t testing.TB, groups, replicas int, args ...string) *Sharded {
 	s.DumpLogsOnFailure()
 	s.WaitRing(1, 60*time.Second)
 	return s
+}
+
+// newGroup prepares (but does not start) the next group, g<N+1>.
+func (s *Sharded) newGroup(replicas int) *Cluster {
+	g := len(s.Groups) + 1
+	c := &Cluster{t: s.t, Dir: filepath.Join(s.Dir, fmt.Sprintf("g%d", g)), Group: fmt.Sprintf("g%d", g),
+		Args: append(append([]string{}, FastRaft...), s.args...)}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	c.Args = append(c.Args, fmt.Sprintf("--bootstrap-expect=%d", replicas), fmt.Sprintf("--expect-groups=%d", s.expectGroups))
+	for r := 1; r <= replicas; r++ {
+		n := c.AddNode(fmt.Sprintf("g%d-n%d", g, r))
+		if s.seed == "" {
+			s.seed = n.GossipAddr
+		} else {
+			n.Args = append(n.Args, "--retry-join", s.seed)
+		}
+	}
+	s.Groups = append(s.Groups, c)
+	return c
+}
+
+// AddGroup starts a new group's agents (g<N+1>) as a deployment would: with
+// the cluster's --expect-groups, so it forms and waits as a standby group,
+// outside the ring, until a ring change adds it. It returns once the new
+// group has a leader.
+func (s *Sharded) AddGroup(replicas int) *Cluster {
+	s.t.Helper()
+	c := s.newGroup(replicas)
+	for _, n := range c.Nodes {
+		n.Start()
+	}
+	c.Leader(60 * time.Second)
+	return c
 }
 
 // WaitRing waits until every running agent has applied a ring of at least
