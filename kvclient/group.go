@@ -294,6 +294,11 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 			if ae.Code == wire.CodeStaleRing {
 				return retryLater, cu.next(cl.route, addr)
 			}
+		case wire.CodeKeyMoving:
+			// A ring change is handing the key off: nothing was applied,
+			// and the same leader serves it again (or answers
+			// wrong_group, which reroutes) once the hand-off is over.
+			return retryLater, addr
 		case wire.CodeUnavailable:
 			g.forgetLeader(addr)
 			return retryLater, cu.next(cl.route, addr)
