@@ -189,7 +189,7 @@ func TestRingShowAndOwner(t *testing.T) {
 	if r := runCLI(t, "", "ring", "owner"); r.code != 3 {
 		t.Fatalf("ring owner without a key = %+v", r)
 	}
-	if r := runCLI(t, "", "ring", "bogus"); r.code != 3 || !strings.Contains(r.stderr, "want show or owner") {
+	if r := runCLI(t, "", "ring", "bogus"); r.code != 3 || !strings.Contains(r.stderr, "want show, owner, add-group") {
 		t.Fatalf("ring bogus = %+v", r)
 	}
 }
