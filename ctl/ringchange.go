@@ -231,6 +231,10 @@ func (e *env) waitChange(c *cli.Context, kv *kvclient.Client, started *wire.Ring
 		ans, err := pollChange(ctx, kv)
 		now := time.Now()
 		var text string
+		if errors.Is(err, kvclient.ErrNotFound) || errors.Is(err, kvclient.ErrInvalidArgument) {
+			// Asking again cannot help (an agent without ring changes).
+			return nil, fmt.Errorf("following the ring change to epoch %d: %w", target, err)
+		}
 		if err != nil {
 			text = fmt.Sprintf("ring change to epoch %d: no status (%s); retrying", target, strings.TrimPrefix(err.Error(), "kvclient: "))
 		} else {

@@ -287,3 +287,18 @@ func TestRingStatusJSONIsTheAnswer(t *testing.T) {
 		t.Fatalf("ring status:\n%s", r.stdout)
 	}
 }
+
+func TestRingChangeWaitThatRunsOutSaysTheChangeGoesOn(t *testing.T) {
+	c := multiCluster(t, 2, 1)
+	started := fixedChange
+	started.Phase = wire.PhasePrepare
+	copying := fixedChange
+	fakeCoordinator(c, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(started)
+	}, wire.RingChangeAnswer{Active: &copying})
+	r := runCLI(t, "", "--timeout", "1500ms", "ring", "add-group", "g4", "--wait")
+	if r.code != exitTimeout || !strings.Contains(r.stderr, "waited 1.5s: the ring change to epoch 4 is in phase copy and goes on in the cluster") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
