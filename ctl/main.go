@@ -7,7 +7,8 @@
 // picks the agents), one file per concern: kv.go (put, get, delete, cas),
 // membership.go (members, join, remove, transfer-leader), status.go,
 // ring.go (ring show, ring owner), ringchange.go (ring add-group,
-// remove-group, set-weight, status: ring changes and their progress),
+// remove-group, set-weight, status, and --wait) with ringview.go (how a
+// change and its progress are shown),
 // local.go (local up, status, down, kill, start, logs; processes in
 // ctl/localcluster), localgroup.go (local add-group, remove-group),
 // demo.go, bench.go,
