@@ -57,6 +57,7 @@ Examples:
    carpkvctl put greeting hello
    carpkvctl get greeting
    carpkvctl ring owner greeting
+   carpkvctl ring add-group g4 --wait            # a ring change, followed to the end
    export CARPKV_ADDR=10.0.0.1:7101,10.0.0.2:7101   # or a remote one
    echo -n '{"n":1}' | carpkvctl put config/app -
    carpkvctl get greeting --output json
@@ -88,7 +89,7 @@ one JSON object in the API's error shape:
 				Name:    "timeout",
 				Aliases: []string{"t"},
 				Value:   5 * time.Second,
-				Usage:   "deadline of the whole command, retries included; past it a write's outcome is unknown (exit 6)",
+				Usage:   "deadline of the whole command, retries included; past it a write's outcome is unknown (exit 6); a ring change's --wait defaults to 30m",
 			},
 			&cli.BoolFlag{
 				Name:  "verbose",

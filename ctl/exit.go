@@ -18,9 +18,10 @@ const (
 	exitError       = 1 // anything else: I/O, a bug, an answer outside the protocol
 	exitNotFound    = 2 // no such key or node
 	exitInvalid     = 3 // invalid input, too large, usage error
-	exitUnavailable = 4 // no agent could serve it (unavailable, not_leader, wrong_group, stale_ring): nothing applied
+	exitUnavailable = 4 // no agent could serve it (unavailable, not_leader, wrong_group, stale_ring, key_moving): nothing applied
 	exitCASFailed   = 5 // compare-and-swap precondition failed
 	exitTimeout     = 6 // timed out: a write's outcome is unknown
+	exitConflict    = 7 // a ring change was asked for while another one runs
 )
 
 const exitCodesHelp = `Exit codes:
@@ -32,7 +33,9 @@ const exitCodesHelp = `Exit codes:
       after retries; nothing was applied, the command may be rerun
    5  compare-and-swap failed: the key is not at the expected version
    6  timeout: FOR A WRITE THE OUTCOME IS UNKNOWN; read the key before
-      writing again`
+      writing again (a ring change whose --wait ran out goes on)
+   7  conflict: another ring change is in progress; wait for it
+      ("carpkvctl ring status"), then ask again`
 
 // exitCode maps an error of a command to the process exit code.
 func exitCode(err error) int {
@@ -46,13 +49,16 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, kvclient.ErrCASFailed):
 		return exitCASFailed
+	case errors.Is(err, kvclient.ErrRingChangeInProgress):
+		return exitConflict
 	case errors.Is(err, kvclient.ErrInvalidArgument), errors.Is(err, kvclient.ErrTooLarge):
 		return exitInvalid
 	// Before unavailable: an unknown outcome must never read as "nothing applied".
 	case errors.Is(err, kvclient.ErrTimeout):
 		return exitTimeout
 	case errors.Is(err, kvclient.ErrUnavailable), errors.Is(err, kvclient.ErrNotLeader),
-		errors.Is(err, kvclient.ErrWrongGroup), errors.Is(err, kvclient.ErrStaleRing):
+		errors.Is(err, kvclient.ErrWrongGroup), errors.Is(err, kvclient.ErrStaleRing),
+		errors.Is(err, kvclient.ErrKeyMoving):
 		return exitUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout
@@ -68,6 +74,8 @@ func codeFor(err error) wire.Code {
 		return wire.CodeNotFound
 	case exitCASFailed:
 		return wire.CodeCASFailed
+	case exitConflict:
+		return wire.CodeRingChangeInProgress
 	case exitInvalid:
 		if errors.Is(err, kvclient.ErrTooLarge) {
 			return wire.CodeTooLarge

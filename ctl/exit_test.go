@@ -34,6 +34,9 @@ func TestExitCodeOfEveryError(t *testing.T) {
 		{"not leader exhausted", agentErr(wire.CodeNotLeader), 4},
 		{"wrong group", agentErr(wire.CodeWrongGroup), 4},
 		{"stale ring", agentErr(wire.CodeStaleRing), 4},
+		{"key moving", agentErr(wire.CodeKeyMoving), 4},
+		{"ring change in progress", agentErr(wire.CodeRingChangeInProgress), 7},
+		{"wrapped ring change in progress", fmt.Errorf("add-group: %w", agentErr(wire.CodeRingChangeInProgress)), 7},
 		{"unavailable at the deadline", fmt.Errorf("%w (gave up: %w)", agentErr(wire.CodeUnavailable), context.DeadlineExceeded), 4},
 		{"cas failed", &kvclient.CASError{Key: []byte("k"), Current: 3, Err: agentErr(wire.CodeCASFailed).(*kvclient.Error)}, 5},
 		{"server timeout", agentErr(wire.CodeTimeout), 6},
@@ -57,6 +60,7 @@ func TestJSONErrorCodeFollowsTheExitCode(t *testing.T) {
 		{fmt.Errorf("%w: unreachable", kvclient.ErrUnavailable), wire.CodeUnavailable},
 		{fmt.Errorf("%w", kvclient.ErrTimeout), wire.CodeTimeout},
 		{errors.New("x"), wire.CodeInternal},
+		{fmt.Errorf("%w", kvclient.ErrRingChangeInProgress), wire.CodeRingChangeInProgress},
 	}
 	for _, tt := range tests {
 		if got := codeFor(tt.err); got != tt.want {

@@ -28,9 +28,10 @@ func (e *env) localCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "local",
-		Usage: "run a cluster of many groups as local processes (up, status, down, kill, start, logs)",
+		Usage: "run a cluster of many groups as local processes (up, status, down, kill, start, logs, add-group, remove-group)",
 		UsageText: `carpkvctl local up [--groups G] [--replicas R] [--fresh]
-   carpkvctl local status | down [--purge] | kill NODE | start [NODE] | logs NODE`,
+   carpkvctl local status | down [--purge] | kill NODE | start [NODE] | logs NODE
+   carpkvctl local add-group [--replicas R] [--weight W] [--no-wait] | remove-group GROUP`,
 		Description: `Runs carpkv-agent processes on 127.0.0.1: G groups of R agents each (nodes
 g1-n1 .. gG-nR), with free ports picked at start, in sessions of their own so
 they keep running after carpkvctl (and a Ctrl-C of make) exits. Everything
@@ -45,9 +46,11 @@ Examples:
    carpkvctl local status
    carpkvctl local kill g1-n1 && carpkvctl local start g1-n1
    carpkvctl local logs g2-n3
+   carpkvctl local add-group --weight 2      # start g4 and move its share of the keys to it
+   carpkvctl local remove-group g4           # move its keys back, then stop it
    carpkvctl local down --purge`,
 		Flags: []cli.Flag{dirFlag},
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "up",
 				Usage:     "start a local cluster and wait until its ring is committed",
@@ -93,7 +96,7 @@ A cluster already running in DIR is left alone (the command fails) unless
 				e.localLogs,
 				&cli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 50, Usage: "how many `LINES`"},
 				&cli.BoolFlag{Name: "path", Usage: "print the log's path only"}),
-		},
+		}, e.localGroupCommands()...),
 	}
 }
 
@@ -211,8 +214,8 @@ func (e *env) localUp(c *cli.Context) error {
 		fmt.Fprintf(e.stderr, "starting %d groups × %d replicas = %d agents in %s\n", st.Groups, st.Replicas, len(st.Nodes), dir)
 	}
 	start := time.Now()
-	for i := range st.Nodes {
-		if err := localcluster.Start(&st.Nodes[i], bin); err != nil {
+	for _, n := range st.Active() {
+		if err := localcluster.Start(n, bin); err != nil {
 			_ = st.Save()
 			return fmt.Errorf("%w (the agents started so far keep running: 'carpkvctl local down' stops them)", err)
 		}
@@ -275,10 +278,10 @@ func wipeLocal(dir string) error {
 // process exits.
 func (e *env) waitServing(ctx context.Context, st *localcluster.State, want []*localcluster.Node) error {
 	if want == nil {
-		for i := range st.Nodes {
-			want = append(want, &st.Nodes[i])
-		}
+		want = st.Active()
 	}
+	// Removed groups' agents are stopped for good: not waited for.
+	st = &localcluster.State{Nodes: nodesOf(st.Active())}
 	kv, err := kvclient.New(kvclient.Config{Addrs: st.HTTPAddrs(), RequestTimeout: time.Second, DialTimeout: 300 * time.Millisecond})
 	if err != nil {
 		return err
@@ -420,14 +423,22 @@ func (e *env) localStatus(c *cli.Context) error {
 			Status *clusterStatus `json:"status,omitempty"`
 		}{st.Dir, nodes, cs})
 	}
-	fmt.Fprintf(e.stdout, "local cluster in %s: %d groups × %d replicas, %d of %d agents running\n\n",
-		st.Dir, st.Groups, st.Replicas, len(addrs), len(st.Nodes))
+	active := st.Active()
+	fmt.Fprintf(e.stdout, "local cluster in %s: %d groups, %d of %d agents running",
+		st.Dir, len(st.ActiveGroups()), len(addrs), len(active))
+	if removed := len(st.Nodes) - len(active); removed > 0 {
+		fmt.Fprintf(e.stdout, " (and %d of removed groups)", removed)
+	}
+	fmt.Fprint(e.stdout, "\n\n")
 	rows := make([][]string, len(nodes))
 	for i, n := range nodes {
 		proc := "stopped"
 		pid := ""
-		if n.Running {
+		switch {
+		case n.Running:
 			proc, pid = "running", fmt.Sprint(n.PID)
+		case n.Removed:
+			proc = "removed"
 		}
 		rows[i] = []string{n.ID, n.Group, proc, pid, n.HTTPAddr, n.RaftAddr, n.GossipAddr, n.Log}
 	}
@@ -562,14 +573,17 @@ func (e *env) localStart(c *cli.Context) error {
 			return err
 		}
 		n = st.Node(n.ID)
+		if n.Removed {
+			return fmt.Errorf("%s: %w", n.ID, errRemoved)
+		}
 		if n.Alive() {
 			return fmt.Errorf("%s is already running (pid %d)", n.ID, n.PID)
 		}
 		todo = append(todo, n)
 	} else {
-		for i := range st.Nodes {
-			if !st.Nodes[i].Alive() {
-				todo = append(todo, &st.Nodes[i])
+		for _, n := range st.Active() {
+			if !n.Alive() {
+				todo = append(todo, n)
 			}
 		}
 		if len(todo) == 0 {

@@ -262,3 +262,70 @@ func TestResolveAddrsPrefersFlagThenEnvThenLocalCluster(t *testing.T) {
 		t.Fatalf("ring owner against the local cluster: %q", r.stdout)
 	}
 }
+
+func TestLocalAddGroupThenRemoveGroup(t *testing.T) {
+	dir, bin := localEnv(t, "normal")
+	mustSucceed(t, runCLI(t, "", "local", "up", "-g", "2", "-r", "1", "--agent-bin", bin, "--wait", "20s", "--agent-arg=--log-level=debug"))
+
+	r := runCLI(t, "", "local", "add-group", "--weight", "2")
+	mustSucceed(t, r)
+	st := loadState(t, dir)
+	g3 := st.Node("g3-n1")
+	if len(st.Nodes) != 3 || g3 == nil || !g3.Alive() || g3.Group != "g3" {
+		t.Fatalf("after add-group: nodes %v", st.NodeIDs())
+	}
+	args := strings.Join(g3.Args, " ")
+	for _, want := range []string{"--group g3", "--expect-groups 2", "--bootstrap-expect 1", "--group-weight 2", "--log-level=debug"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("g3-n1 args %q lack %q", args, want)
+		}
+	}
+	if !strings.Contains(r.stderr, "group g3 has a leader: g3-n1") || !strings.Contains(r.stdout, "ring change done: add g3") {
+		t.Fatalf("add-group printed:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	if tail, _ := localcluster.Tail(st.Node("g1-n1").Log, 5); !strings.Contains(tail, "ring change add-group g3 weight 2") {
+		t.Fatalf("the coordinator's log:\n%s", tail)
+	}
+
+	if r := runCLI(t, "", "local", "remove-group", "g9"); r.code != exitInvalid || !strings.Contains(r.stderr, "groups: g1 g2 g3") {
+		t.Fatalf("remove-group of an unknown group: %+v", r)
+	}
+	r = runCLI(t, "", "local", "remove-group", "g3")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "ring change done: remove g3") || !strings.Contains(r.stdout, "stopped group g3 (g3-n1)") {
+		t.Fatalf("remove-group printed:\n%s", r.stdout)
+	}
+	st = loadState(t, dir)
+	if g3 := st.Node("g3-n1"); !g3.Removed || g3.Alive() || g3.PID != 0 {
+		t.Fatalf("g3-n1 after remove-group: %+v", g3)
+	}
+	r = runCLI(t, "", "local", "status")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "2 groups, 2 of 2 agents running (and 1 of removed groups)") || len(rowsOf(r.stdout, "g3-n1 ")) != 1 || rowsOf(r.stdout, "g3-n1 ")[0][2] != "removed" {
+		t.Fatalf("local status:\n%s", r.stdout)
+	}
+	if r := runCLI(t, "", "local", "start", "g3-n1"); r.code == 0 || !strings.Contains(r.stderr, "removed") {
+		t.Fatalf("start of a removed node: %+v", r)
+	}
+	// A restart of the whole cluster leaves the removed group out.
+	mustSucceed(t, runCLI(t, "", "local", "down"))
+	mustSucceed(t, runCLI(t, "", "local", "up", "--agent-bin", bin, "--wait", "20s"))
+	if st := loadState(t, dir); st.Node("g3-n1").Alive() || len(st.Alive()) != 2 {
+		t.Fatalf("local up started a removed node: %d alive", len(st.Alive()))
+	}
+	// The next group gets a new ID: g3's data is still there.
+	mustSucceed(t, runCLI(t, "", "local", "add-group", "--no-wait"))
+	if st := loadState(t, dir); st.Node("g4-n1") == nil || !st.Node("g4-n1").Alive() {
+		t.Fatalf("second add-group: nodes %v", st.NodeIDs())
+	}
+}
+
+func TestLocalAddGroupNeedsARunningCluster(t *testing.T) {
+	localEnv(t, "normal")
+	if r := runCLI(t, "", "local", "add-group"); r.code == 0 || !strings.Contains(r.stderr, "local up") {
+		t.Fatalf("add-group without a cluster: %+v", r)
+	}
+	if r := runCLI(t, "", "local", "add-group", "--weight", "-1"); r.code != exitInvalid {
+		t.Fatalf("add-group --weight -1: %+v", r)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -84,6 +85,32 @@ func fakeAgentMain(mode string, args []string) int {
 	mux.HandleFunc(wire.PathReady, func(w http.ResponseWriter, r *http.Request) { answer(w, map[string]string{"status": "ready"}) })
 	mux.HandleFunc(wire.PathAgentSelf, func(w http.ResponseWriter, r *http.Request) { answer(w, self) })
 	mux.HandleFunc(wire.PathRing, func(w http.ResponseWriter, r *http.Request) { answer(w, ring) })
+	// The coordinator (g1's leader) records a ring change and reports it
+	// done at once: enough for `local add-group` and `remove-group`.
+	var (
+		mu     sync.Mutex
+		change *wire.RingChangeStatus
+	)
+	mux.HandleFunc(wire.PathRingChange, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodGet {
+			answer(w, wire.RingChangeAnswer{Last: change})
+			return
+		}
+		var req wire.RingChangeRequest
+		if id != "g1-n1" || json.NewDecoder(r.Body).Decode(&req) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			answer(w, wire.ErrorBody{Error: &wire.Error{Code: wire.CodeInvalidArgument, Message: "fake agent: not the coordinator, or a bad body"}})
+			return
+		}
+		st := wire.RingChangeStatus{Kind: req.Kind, Group: req.Group, Phase: wire.PhasePrepare, Coordinator: "g1",
+			From: wire.RingSpec{Epoch: 1}, To: wire.RingSpec{Epoch: 2}, StartedAt: 1}
+		answer(w, st)
+		st.Phase, st.FinishedAt = wire.PhaseDone, 2
+		change = &st
+		fmt.Printf("fake agent: ring change %s %s weight %v\n", req.Kind, req.Group, req.Weight)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)

@@ -12,10 +12,12 @@ import (
 
 func (e *env) ringCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "ring",
-		Usage:     "show the ring (epoch, groups, weights, shares) or the owner of a key",
-		UsageText: "carpkvctl ring show | carpkvctl ring owner KEY",
-		Subcommands: []*cli.Command{
+		Name:  "ring",
+		Usage: "show the ring or the owner of a key; change the ring (add, remove or reweight a group) and follow the change",
+		UsageText: `carpkvctl ring show | carpkvctl ring owner KEY
+   carpkvctl ring add-group GROUP [--weight W] [--wait] | remove-group GROUP [--wait]
+   carpkvctl ring set-weight GROUP WEIGHT [--wait] | status`,
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "show",
 				Usage:     "show the committed ring: epoch, mode, groups, weights, target shares, leaders, members",
@@ -43,10 +45,10 @@ Examples:
    carpkvctl ring owner user/42 -o json`,
 				Action: e.ringOwner,
 			},
-		},
+		}, e.ringChangeCommands()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return &usageError{msg: fmt.Sprintf("ring: unknown subcommand %q: want show or owner", c.Args().First()), cmd: "ring"}
+				return &usageError{msg: fmt.Sprintf("ring: unknown subcommand %q: want show, owner, add-group, remove-group, set-weight or status", c.Args().First()), cmd: "ring"}
 			}
 			return e.ringShow(c)
 		},

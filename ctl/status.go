@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -26,9 +27,14 @@ pool (every agent, alive or not), each group's Raft configuration, and every
 member about itself, then prints:
 
   - the ring: epoch, mode, number of groups and of ready agents;
+  - a ring change in progress, if any (kind, epochs, phase);
   - one row per group: its leader, the keys it holds (the leader's count),
     their share of all keys next to the CARP target share, and how many of
-    its members are ready;
+    its members are ready. A group gossip shows but the ring does not list
+    is "standby" (its agents run, "carpkvctl ring add-group" adds it),
+    "leaving" (a ring change is taking its keys: keep it running) or
+    "removed" (a ring change removed it: it serves no keys and can be
+    stopped); -o json says the same in each group's "standing";
   - one row per member: group, ID, HTTP address, role (leader, follower,
     candidate), health (/v1/ready), term, applied index, the ring epoch it
     acts under, its gossip state (alive, suspect, dead, left), keys and
@@ -59,13 +65,20 @@ type memberStatus struct {
 	Agent     *wire.AgentInfo `json:"agent,omitempty"`     // what it says about itself
 	hintLead  bool            // the configuration or gossip says it leads
 	probed    bool
+	// gossipEpoch is the ring epoch gossip says it acts under.
+	gossipEpoch uint64
 }
 
 // groupStatus is one group.
 type groupStatus struct {
-	Group  string  `json:"group"`
-	InRing bool    `json:"in_ring"` // listed by the committed ring
-	Weight float64 `json:"weight,omitempty"`
+	Group  string `json:"group"`
+	InRing bool   `json:"in_ring"` // listed by the committed ring
+	// Standing is the group's place in the ring: in_ring, standby (its
+	// agents run but no ring change added it yet), leaving (a ring change
+	// removes it), removed (a ring change removed it: it serves no keys
+	// and can be stopped); "" when the ring is unknown.
+	Standing string  `json:"standing,omitempty"`
+	Weight   float64 `json:"weight,omitempty"`
 	// TargetShare is the CARP target fraction of keys (the ring's);
 	// Share the group's fraction of the keys all groups hold.
 	TargetShare        float64        `json:"target_share,omitempty"`
@@ -79,9 +92,12 @@ type groupStatus struct {
 
 // clusterStatus is the whole of `status`.
 type clusterStatus struct {
-	Ring      *ringSummary  `json:"ring,omitempty"`
-	RingError string        `json:"ring_error,omitempty"`
-	Groups    []groupStatus `json:"groups"`
+	Ring      *ringSummary `json:"ring,omitempty"`
+	RingError string       `json:"ring_error,omitempty"`
+	// RingChange is the ring change in progress, if the coordinator
+	// group answered that one runs.
+	RingChange *wire.RingChangeStatus `json:"ring_change,omitempty"`
+	Groups     []groupStatus          `json:"groups"`
 }
 
 type ringSummary struct {
@@ -147,6 +163,7 @@ func collectStatus(ctx context.Context, kv *kvclient.Client) (*clusterStatus, er
 				b.member(g.ID, m.ID, m.HTTPAddr, func(ms *memberStatus) {
 					ms.RaftAddr = m.RaftAddr
 					ms.Gossip = gossipState(m.State)
+					ms.gossipEpoch = m.RingEpoch
 					ms.hintLead = ms.hintLead || m.Leader && m.State != "dead" && m.State != "left"
 				})
 			}
@@ -161,6 +178,7 @@ func collectStatus(ctx context.Context, kv *kvclient.Client) (*clusterStatus, er
 			b.member(m.Group, m.ID, m.HTTPAddr, func(x *memberStatus) {
 				x.RaftAddr = m.RaftAddr
 				x.Gossip = gossipState(m.State)
+				x.gossipEpoch = m.RingEpoch
 			})
 		}
 		break
@@ -228,7 +246,64 @@ func collectStatus(ctx context.Context, kv *kvclient.Client) (*clusterStatus, er
 		}
 	}
 	st.Groups = b.finish()
+	if ring != nil && ring.Epoch > 0 {
+		// Best effort: agents that predate ring changes answer not_found,
+		// and the status is worth showing without it.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if ans, err := kv.RingChangeStatus(cctx); err == nil {
+			st.RingChange = ans.Active
+		}
+		cancel()
+		for i := range st.Groups {
+			g := &st.Groups[i]
+			g.Standing = standing(g.InRing, ring.Epoch, groupEpoch(g), st.RingChange, g.Group)
+		}
+	}
 	return st, nil
+}
+
+// groupEpoch is the newest ring epoch a member of g acts under, as it
+// says itself or gossip says.
+func groupEpoch(g *groupStatus) uint64 {
+	var e uint64
+	for _, m := range g.Members {
+		e = max(e, m.gossipEpoch)
+		if m.Agent != nil {
+			e = max(e, m.Agent.RingEpoch)
+		}
+	}
+	return e
+}
+
+// Standings of a group (groupStatus.Standing).
+const (
+	standingInRing  = "in_ring"
+	standingStandby = "standby"
+	standingLeaving = "leaving"
+	standingRemoved = "removed"
+)
+
+// standing places a group from what the ring (at epoch ringEpoch) and its
+// members say. A group that is not in the ring and never acted under a
+// ring (epoch 0) waits to be added. One that acts under a ring without
+// being in the current one was removed; it can be stopped only once it
+// acts under the current ring and no change is still taking keys from it
+// (the change's cleanup needs it).
+func standing(inRing bool, ringEpoch, epoch uint64, active *wire.RingChangeStatus, group string) string {
+	switch {
+	case inRing:
+		if active != nil && active.Kind == wire.ChangeRemoveGroup && active.Group == group {
+			return standingLeaving
+		}
+		return standingInRing
+	case epoch == 0:
+		return standingStandby
+	case epoch < ringEpoch:
+		return standingLeaving
+	case active != nil && active.Group == group:
+		return standingLeaving
+	}
+	return standingRemoved
 }
 
 const errNoHTTPAddr = "no HTTP address registered"
@@ -428,7 +503,12 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 	default:
 		fmt.Fprintf(w, "ring: unknown (%s)", st.RingError)
 	}
-	fmt.Fprintf(w, "; %d/%d agents ready\n\n", ready, agents)
+	fmt.Fprintf(w, "; %d/%d agents ready\n", ready, agents)
+	if a := st.RingChange; a != nil {
+		fmt.Fprintf(w, "ring change in progress: %s, ring epoch %d → %d, phase %s ('carpkvctl ring status' for details)\n",
+			changeWhat(a), a.From.Epoch, a.To.Epoch, phaseOf(a.Phase))
+	}
+	fmt.Fprintln(w)
 
 	var rows [][]string
 	for _, g := range st.Groups {
@@ -449,15 +529,27 @@ func printStatus(w io.Writer, st *clusterStatus) error {
 				share = percent(g.Share)
 			}
 		}
-		if g.InRing {
+		var notes []string
+		switch {
+		case g.InRing:
 			target = percent(g.TargetShare)
-		} else if st.Ring != nil {
+		case g.Standing != "":
+			target = g.Standing
+		case st.Ring != nil:
 			target = "not in ring"
 		}
-		extra := ""
-		if g.ConfigurationError != "" {
-			extra = "configuration: " + g.ConfigurationError
+		switch g.Standing {
+		case standingStandby:
+			notes = append(notes, fmt.Sprintf("standby (not in the ring): 'carpkvctl ring add-group %s' adds it", g.Group))
+		case standingLeaving:
+			notes = append(notes, "leaving the ring: a ring change takes its keys; keep it running until the change is done")
+		case standingRemoved:
+			notes = append(notes, "removed: serves no keys, can be stopped")
 		}
+		if g.ConfigurationError != "" {
+			notes = append(notes, "configuration: "+g.ConfigurationError)
+		}
+		extra := strings.Join(notes, "; ")
 		rows = append(rows, []string{g.Group, leader, keys, share, target, fmt.Sprintf("%d/%d ready", up, len(g.Members)), extra})
 	}
 	header := []string{"GROUP", "LEADER", "KEYS", "SHARE", "TARGET", "MEMBERS", "NOTE"}

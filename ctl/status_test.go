@@ -142,8 +142,65 @@ func TestStatusListsGroupsOutsideTheRing(t *testing.T) {
 	r := runCLI(t, "", "status")
 	mustSucceed(t, r)
 	rows := rowsOf(r.stdout, "g3 ")
-	if len(rows) != 2 || !strings.Contains(strings.Join(rows[0], " "), "not in ring") {
+	if len(rows) != 2 || rows[0][4] != "standby" || !strings.Contains(strings.Join(rows[0], " "), "standby (not in the ring): 'carpkvctl ring add-group g3' adds it") {
 		t.Fatalf("status printed:\n%s", r.stdout)
+	}
+	r = runCLI(t, "", "status", "-o", "json")
+	mustSucceed(t, r)
+	var st clusterStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Groups) != 3 {
+		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+	}
+	for i, want := range []string{"in_ring", "in_ring", "standby"} {
+		if g := st.Groups[i]; g.Standing != want || g.InRing != (want == "in_ring") {
+			t.Errorf("group %s: standing %q, in_ring %v; want %s", g.Group, g.Standing, g.InRing, want)
+		}
+	}
+}
+
+func TestStatusShowsARemovedGroupAsStoppable(t *testing.T) {
+	c := multiCluster(t, 3, 1)
+	// g3 was removed: every group, g3 too, acts under epoch 2 without it.
+	spec := wire.RingSpec{Epoch: 2, Mode: "strong", Groups: []wire.RingGroupSpec{{ID: "g1", Weight: 1}, {ID: "g2", Weight: 1}}}
+	if err := c.SetRing(spec); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "", "status")
+	mustSucceed(t, r)
+	rows := rowsOf(r.stdout, "g3 ")
+	if len(rows) != 2 || rows[0][4] != "removed" || !strings.Contains(strings.Join(rows[0], " "), "removed: serves no keys, can be stopped") {
+		t.Fatalf("status printed:\n%s", r.stdout)
+	}
+	if !strings.HasPrefix(r.stdout, "ring: epoch 2, mode strong, 2 groups;") {
+		t.Fatalf("status printed:\n%s", r.stdout)
+	}
+}
+
+func TestStandingOfAGroup(t *testing.T) {
+	removing := &wire.RingChangeStatus{Kind: wire.ChangeRemoveGroup, Group: "g3", Phase: wire.PhaseCleanup}
+	adding := &wire.RingChangeStatus{Kind: wire.ChangeAddGroup, Group: "g4", Phase: wire.PhaseCopy}
+	tests := []struct {
+		name      string
+		inRing    bool
+		ring, own uint64
+		active    *wire.RingChangeStatus
+		group     string
+		want      string
+	}{
+		{"in the ring", true, 2, 2, nil, "g1", "in_ring"},
+		{"in the ring, being removed", true, 2, 2, removing, "g3", "leaving"},
+		{"in the ring, another change", true, 2, 2, adding, "g1", "in_ring"},
+		{"started, never added", false, 2, 0, nil, "g4", "standby"},
+		{"being added", false, 2, 0, adding, "g4", "standby"},
+		{"out of the ring, behind it: still handing off", false, 3, 2, nil, "g3", "leaving"},
+		{"out of the ring, cleanup running", false, 3, 3, removing, "g3", "leaving"},
+		{"removed, change done", false, 3, 3, nil, "g3", "removed"},
+		{"removed, another change runs", false, 3, 3, adding, "g3", "removed"},
+	}
+	for _, tt := range tests {
+		if got := standing(tt.inRing, tt.ring, tt.own, tt.active, tt.group); got != tt.want {
+			t.Errorf("%s: standing = %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -189,7 +246,7 @@ func TestRingShowAndOwner(t *testing.T) {
 	if r := runCLI(t, "", "ring", "owner"); r.code != 3 {
 		t.Fatalf("ring owner without a key = %+v", r)
 	}
-	if r := runCLI(t, "", "ring", "bogus"); r.code != 3 || !strings.Contains(r.stderr, "want show or owner") {
+	if r := runCLI(t, "", "ring", "bogus"); r.code != 3 || !strings.Contains(r.stderr, "want show, owner, add-group") {
 		t.Fatalf("ring bogus = %+v", r)
 	}
 }

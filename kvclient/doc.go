@@ -32,6 +32,9 @@
 //     refresh in case the client's ring is the odd one;
 //   - no member of the owner group accepts a connection: refresh (gossip
 //     may list members the cached ring does not) before backing off.
+//   - key_moving (a ring change is handing the key to another group):
+//     back off and retry at the same leader; once the hand-off is over it
+//     serves the key again or answers wrong_group.
 //
 // A refresh never installs a ring older than the one in use. Ring epoch 0
 // is a standalone group: every key goes to it, no epoch is sent, and the
@@ -59,8 +62,8 @@
 // reads (Stale()) are spread over all members.
 //
 // A call is retried only when resending it cannot apply a write twice:
-//   - the agent answered not_leader, unavailable, wrong_group or stale_ring
-//     (the server guarantees nothing was applied);
+//   - the agent answered not_leader, unavailable, wrong_group, stale_ring
+//     or key_moving (the server guarantees nothing was applied);
 //   - the request was never written to a connection (connection refused,
 //     dial timeout, DNS failure): the next address is tried;
 //   - the call is a read (Get, Configuration) or is idempotent by contract

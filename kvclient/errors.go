@@ -32,6 +32,15 @@ var (
 	// ErrStaleRing: the client's ring is newer than the group's. Nothing was
 	// applied.
 	ErrStaleRing = errors.New("kvclient: stale ring")
+	// ErrKeyMoving: a ring change is handing the key to another group
+	// (the error's wire.Error.Epoch is the change's target epoch).
+	// Nothing was applied; calls retry it after a backoff, like
+	// ErrStaleRing, until the hand-off ends or the deadline passes.
+	ErrKeyMoving = errors.New("kvclient: key moving to another group")
+	// ErrRingChangeInProgress: a ring change was asked for while another
+	// one runs (the message names it). Nothing was started; wait for the
+	// running change to finish (RingChangeStatus), then ask again.
+	ErrRingChangeInProgress = errors.New("kvclient: ring change in progress")
 	// ErrUnavailable: no agent could serve the call (no leader, shutting
 	// down, unreachable) before attempts or time ran out. NOTHING WAS
 	// APPLIED: a write failing with ErrUnavailable may be sent again.
@@ -68,6 +77,10 @@ func codeErr(c wire.Code) error {
 		return ErrWrongGroup
 	case wire.CodeStaleRing:
 		return ErrStaleRing
+	case wire.CodeKeyMoving:
+		return ErrKeyMoving
+	case wire.CodeRingChangeInProgress:
+		return ErrRingChangeInProgress
 	case wire.CodeUnavailable:
 		return ErrUnavailable
 	case wire.CodeTimeout:

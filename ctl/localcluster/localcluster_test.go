@@ -185,3 +185,53 @@ func waitReady(t *testing.T, n *Node) {
 		}
 	}
 }
+
+func TestPlanGroupCopiesTheOthersArgsWithItsOwnValues(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Plan(Options{Dir: dir, AgentBin: "/x/carpkv-agent", Groups: 3, Replicas: 1, ExtraArgs: []string{"--log-level=debug"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Nodes[2].Removed = true // g3 was removed: its ID is not reused
+	if _, err := s.PlanGroup(1, 1); err == nil || !strings.Contains(err.Error(), "no agent") {
+		t.Fatalf("PlanGroup with nothing running: %v", err)
+	}
+	s.Nodes[1].PID = os.Getpid() // g2-n1 "runs": Alive checks its command line
+	s.Nodes[1].DataDir = ""      // ... which contains ""
+	nodes, err := s.PlanGroup(2, 2.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 2 || nodes[0].ID != "g4-n1" || nodes[1].ID != "g4-n2" || nodes[1].Group != "g4" {
+		t.Fatalf("nodes %+v", nodes)
+	}
+	n := nodes[1]
+	args := strings.Join(n.Args, " ")
+	for _, want := range []string{
+		"--node-id g4-n2 --group g4 --data-dir " + filepath.Join(dir, "data", "g4-n2"),
+		"--raft-addr " + n.RaftAddr, "--http-addr " + n.HTTPAddr, "--gossip-addr " + n.GossipAddr,
+		"--bootstrap-expect 2", "--expect-groups 3", "--group-weight 2.5", "--log-level=debug",
+		"--retry-join " + s.Nodes[1].GossipAddr,
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	if strings.Count(args, "--retry-join") != 1 || strings.Count(args, "--node-id") != 1 {
+		t.Errorf("args %q: seeds or IDs repeated", args)
+	}
+	for _, bad := range []int{0, 10} {
+		if _, err := s.PlanGroup(bad, 1); err == nil {
+			t.Errorf("PlanGroup(%d replicas) accepted", bad)
+		}
+	}
+}
+
+func TestWithArgsReplacesValuesAndRepeatedFlags(t *testing.T) {
+	got := withArgs([]string{"--a", "1", "--seed", "x", "--b=2", "--seed", "y", "--keep", "k"},
+		map[string]string{"--a": "9", "--b": "8", "--c": "7"}, "--seed", []string{"z"})
+	want := []string{"--a", "9", "--b", "8", "--keep", "k", "--c", "7", "--seed", "z"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("withArgs = %q, want %q", got, want)
+	}
+}

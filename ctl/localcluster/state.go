@@ -49,6 +49,10 @@ type Node struct {
 	DataDir    string   `json:"data_dir"`
 	Log        string   `json:"log"`
 	Args       []string `json:"args"` // the agent's arguments, binary excluded
+	// Removed: its group was removed from the ring and the agent stopped
+	// ("local remove-group"); it is not started, waited for or counted
+	// again. Its data and log stay until "local down --purge".
+	Removed bool `json:"removed,omitempty"`
 }
 
 // ErrNoCluster is returned by Load when the directory holds no state file.
@@ -128,10 +132,14 @@ func (s *State) Node(id string) *Node {
 	return nil
 }
 
-// HTTPAddrs returns every node's HTTP address, running nodes first.
+// HTTPAddrs returns every node's HTTP address, running nodes first;
+// removed nodes are left out.
 func (s *State) HTTPAddrs() []string {
 	var up, down []string
 	for _, n := range s.Nodes {
+		if n.Removed {
+			continue
+		}
 		if n.Alive() {
 			up = append(up, n.HTTPAddr)
 		} else {
@@ -147,6 +155,42 @@ func (s *State) Alive() []*Node {
 	for i := range s.Nodes {
 		if s.Nodes[i].Alive() {
 			out = append(out, &s.Nodes[i])
+		}
+	}
+	return out
+}
+
+// Active returns the nodes that are not removed, running or not.
+func (s *State) Active() []*Node {
+	var out []*Node
+	for i := range s.Nodes {
+		if !s.Nodes[i].Removed {
+			out = append(out, &s.Nodes[i])
+		}
+	}
+	return out
+}
+
+// GroupNodes returns the nodes of group that are not removed.
+func (s *State) GroupNodes(group string) []*Node {
+	var out []*Node
+	for _, n := range s.Active() {
+		if n.Group == group {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ActiveGroups lists the groups that have nodes not removed, in the order
+// of the nodes.
+func (s *State) ActiveGroups() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range s.Active() {
+		if !seen[n.Group] {
+			seen[n.Group] = true
+			out = append(out, n.Group)
 		}
 	}
 	return out
