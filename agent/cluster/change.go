@@ -23,11 +23,11 @@ func refuse(code wire.Code, format string, args ...any) error {
 }
 
 // NextRing returns the ring that req asks for after ring cur (epoch E+1),
-// or why it is refused. leads are the groups with a visible leader (for an
-// added group: it must have formed; its leader's configured weight is the
-// default weight); states are what the groups' leaders report, keyed by
-// group (a group missing there did not answer).
-func NextRing(cur store.RingSpec, req wire.RingChangeRequest, leads []GroupLead, states map[string]wire.MoveState) (store.RingSpec, error) {
+// or why it is refused. weights are the group weights the groups' agents
+// were started with (an added group's default weight); states are what the
+// groups' leaders report, keyed by group (a group missing there did not
+// answer: an added group must have formed and elected a leader).
+func NextRing(cur store.RingSpec, req wire.RingChangeRequest, weights map[string]float64, states map[string]wire.MoveState) (store.RingSpec, error) {
 	if cur.Epoch == 0 {
 		return store.RingSpec{}, refuse(wire.CodeUnavailable, "no ring is committed yet: the cluster is still forming")
 	}
@@ -48,13 +48,12 @@ func NextRing(cur store.RingSpec, req wire.RingChangeRequest, leads []GroupLead,
 		if in {
 			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s is in the ring already (epoch %d)", req.Group, cur.Epoch)
 		}
-		li := slices.IndexFunc(leads, func(g GroupLead) bool { return g.ID == req.Group })
-		if li < 0 {
-			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s has no leader that gossip shows: start its agents and wait until it has formed", req.Group)
+		if _, ok := states[req.Group]; !ok {
+			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s has no leader that answers: start its agents and wait until it has formed", req.Group)
 		}
 		w := req.Weight
 		if w == 0 {
-			w = leads[li].Leader.Weight
+			w = weights[req.Group]
 		}
 		if w == 0 {
 			w = 1

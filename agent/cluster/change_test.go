@@ -28,7 +28,7 @@ func states(epoch uint64, groups ...string) map[string]wire.MoveState {
 
 func TestNextRingRefusesWithTheCulpritNamed(t *testing.T) {
 	cur := ring(4, "g1", "g2")
-	leads := []GroupLead{{ID: "g1"}, {ID: "g2"}, {ID: "g3", Leader: Agent{ID: "g3-n1", Weight: 2}}}
+	leads := map[string]float64{"g3": 2}
 	ok := states(4, "g1", "g2")
 	ok["g3"] = wire.MoveState{Group: "g3"}
 	tests := []struct {
@@ -42,7 +42,7 @@ func TestNextRingRefusesWithTheCulpritNamed(t *testing.T) {
 		{"no ring yet", ring(0), wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3"}, ok, wire.CodeUnavailable, "no ring"},
 		{"no group", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup}, ok, wire.CodeInvalidArgument, "no group"},
 		{"add twice", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g2"}, ok, wire.CodeInvalidArgument, "g2 is in the ring"},
-		{"add leaderless", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g7"}, ok, wire.CodeInvalidArgument, "g7 has no leader"},
+		{"add leaderless", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g7"}, ok, wire.CodeInvalidArgument, "g7 has no leader that answers"},
 		{"add NaN", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3", Weight: math.NaN()}, ok, wire.CodeInvalidArgument, "finite"},
 		{"add Inf", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3", Weight: math.Inf(1)}, ok, wire.CodeInvalidArgument, "finite"},
 		{"add negative", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3", Weight: -2}, ok, wire.CodeInvalidArgument, "above 0"},
@@ -70,7 +70,7 @@ func TestNextRingRefusesWithTheCulpritNamed(t *testing.T) {
 
 func TestNextRingBuildsTheNextEpoch(t *testing.T) {
 	cur := ring(4, "g1", "g3")
-	leads := []GroupLead{{ID: "g2", Leader: Agent{ID: "g2-n1", Weight: 2}}}
+	leads := map[string]float64{"g2": 2}
 	st := states(4, "g1", "g3")
 	st["g2"] = wire.MoveState{Group: "g2"}
 	next, err := NextRing(cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g2"}, leads, st)

@@ -143,6 +143,14 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 		ch.Phase, ch.PhaseAt = a.Phase, now
 		if a.Phase == wire.PhaseDone {
 			ch.FinishedAt = now
+			if next := Coordinator(to, nil); next != r.cfg.Group {
+				// This group leaves the ring: the next coordinator keeps
+				// the record of the change for status.
+				req := wire.MoveStepRequest{Step: wire.StepHandover, From: ch.From, To: ch.To, Record: &ch}
+				if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(next, states), wire.PathMoveStep, "application/json", mustJSON(req), nil); err != nil {
+					return fmt.Errorf("handing the change record over to group %s: %w", next, err)
+				}
+			}
 		}
 		if err := r.node.ChangeLog(ctx, ch); err != nil {
 			return err
@@ -150,7 +158,7 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 		r.log.Info("ring change: phase", "epoch", ch.To.Epoch, "phase", ch.Phase)
 		return nil
 	case ActStep:
-		req := wire.MoveStepRequest{Step: a.Step, From: ch.From, To: ch.To}
+		req := wire.MoveStepRequest{Step: a.Step, From: ch.From, To: ch.To, Coordinator: ch.Coordinator}
 		i := sourceIndex(&ch, a.Group)
 		if a.Step == wire.StepCleanup {
 			req.Cursor, req.Limit = ch.Sources[i].Cursor, cleanupLimit
@@ -317,7 +325,13 @@ func (r *Runner) StartChange(ctx context.Context, req wire.RingChangeRequest) (w
 		involved = append(involved, req.Group)
 	}
 	states := r.observe(ctx, involved)
-	next, err := NextRing(cur, req, LeadGroups(view), states)
+	weights := map[string]float64{}
+	for _, a := range view {
+		if a.Alive && a.Weight > 0 {
+			weights[a.Group] = a.Weight
+		}
+	}
+	next, err := NextRing(cur, req, weights, states)
 	if err != nil {
 		return wire.RingChangeStatus{}, err
 	}
@@ -345,10 +359,22 @@ func (r *Runner) StartChange(ctx context.Context, req wire.RingChangeRequest) (w
 // ChangeStatus answers GET /v1/ring/change: the change this group
 // coordinates, with live progress when this agent drives it, and the last
 // one completed.
-func (r *Runner) ChangeStatus() (wire.RingChangeAnswer, error) {
+func (r *Runner) ChangeStatus(ctx context.Context) (wire.RingChangeAnswer, error) {
 	active, last, err := r.node.Store().Change()
 	if err != nil {
 		return wire.RingChangeAnswer{}, err
+	}
+	if mv, ok := r.node.Store().Move(); ok && active == nil && mv.Coordinator != "" && mv.Coordinator != r.cfg.Group {
+		// This group is in a change another group drives (one the change
+		// removes from the ring): ask there.
+		var ans wire.RingChangeAnswer
+		err := exchangeAny(ctx, r.moveClient(), http.MethodGet, r.groupAddrs(mv.Coordinator, nil), wire.PathRingChange, "", nil, &ans)
+		if err == nil && ans.Active != nil {
+			if ans.Last == nil {
+				ans.Last = last
+			}
+			return ans, nil
+		}
 	}
 	r.change.mu.Lock()
 	defer r.change.mu.Unlock()

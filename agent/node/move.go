@@ -50,6 +50,7 @@ func (n *Node) moveState() wire.MoveState {
 		out.Target = mv.To.Epoch
 		out.Frozen = mv.Frozen
 		out.Sealed = mv.Sealed
+		out.Coordinator = mv.Coordinator
 	}
 	return out
 }
@@ -61,12 +62,20 @@ func (n *Node) MoveStep(ctx context.Context, req wire.MoveStepRequest) (wire.Mov
 	switch req.Step {
 	case wire.StepActivate:
 		cmd = store.Command{Op: store.OpSetRing, Ring: to}
+	case wire.StepHandover:
+		if req.Record == nil || req.Record.Phase != wire.PhaseDone {
+			return wire.MoveStepResult{}, fmt.Errorf("%w: a handover carries a completed change record", ErrInvalid)
+		}
+		if err := n.ChangeLog(ctx, *req.Record); err != nil {
+			return wire.MoveStepResult{}, err
+		}
+		return wire.MoveStepResult{State: n.moveState()}, nil
 	case wire.StepPrepare, wire.StepFreeze, wire.StepCleanup, wire.StepFinish:
 		op := map[string]store.Op{
 			wire.StepPrepare: store.OpMovePrepare, wire.StepFreeze: store.OpMoveFreeze,
 			wire.StepCleanup: store.OpMoveCleanup, wire.StepFinish: store.OpMoveFinish,
 		}[req.Step]
-		args := store.MoveArgs{From: from, To: to, Limit: req.Limit}
+		args := store.MoveArgs{From: from, To: to, Limit: req.Limit, Coordinator: req.Coordinator}
 		if req.Cursor != "" {
 			c, err := base64.StdEncoding.DecodeString(req.Cursor)
 			if err != nil {

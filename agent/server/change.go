@@ -41,7 +41,12 @@ func (s *Server) changeStatus(c *gin.Context) {
 	if s.noCluster(c) {
 		return
 	}
-	ans, err := s.cluster.ChangeStatus()
+	ctx, cancel, ok := s.requestContext(c)
+	if !ok {
+		return
+	}
+	defer cancel()
+	ans, err := s.cluster.ChangeStatus(ctx)
 	if err != nil {
 		fail(c, err)
 		return

@@ -17,7 +17,7 @@ import (
 type Cluster interface {
 	Members() []wire.Member
 	StartChange(ctx context.Context, req wire.RingChangeRequest) (wire.RingChangeStatus, error)
-	ChangeStatus() (wire.RingChangeAnswer, error)
+	ChangeStatus(ctx context.Context) (wire.RingChangeAnswer, error)
 	Export(ctx context.Context, req wire.MoveExportRequest) (wire.MoveExportResult, error)
 }
 

@@ -41,14 +41,18 @@ type MoveArgs struct {
 	To     RingSpec `json:"to"`
 	Cursor []byte   `json:"cursor,omitempty"`
 	Limit  int      `json:"limit,omitempty"`
+	// Coordinator is the group that records and drives the change
+	// (prepare only), so any group in it can say where to ask.
+	Coordinator string `json:"coordinator,omitempty"`
 }
 
 // MoveSpec is a group's part in a ring change, as committed in its log.
 type MoveSpec struct {
-	From   RingSpec `json:"from"`
-	To     RingSpec `json:"to"`
-	Frozen bool     `json:"frozen,omitempty"`
-	Sealed []string `json:"sealed,omitempty"` // sources whose final round was imported
+	From        RingSpec `json:"from"`
+	To          RingSpec `json:"to"`
+	Coordinator string   `json:"coordinator,omitempty"`
+	Frozen      bool     `json:"frozen,omitempty"`
+	Sealed      []string `json:"sealed,omitempty"` // sources whose final round was imported
 }
 
 // MaxCleanupLimit bounds the keys one OpMoveCleanup drops, so one entry
@@ -211,7 +215,7 @@ func (b *batch) movePrepare(a MoveArgs, res *Result) error {
 		res.Err = fmt.Errorf("%w: group %s is at ring epoch %d, the change starts from %d", ErrMoveNotReady, b.group, epoch, a.From.Epoch)
 		return nil
 	}
-	mv, err := newMove(MoveSpec{From: a.From, To: a.To})
+	mv, err := newMove(MoveSpec{From: a.From, To: a.To, Coordinator: a.Coordinator})
 	if err != nil {
 		res.Err = fmt.Errorf("%w: %v", ErrInvalidCommand, err)
 		return nil
@@ -403,6 +407,14 @@ func (b *batch) changeLog(st wire.RingChangeStatus, res *Result) error {
 		}
 	}
 	switch {
+	case active == nil && st.Phase == wire.PhaseDone && st.Coordinator != "" && st.Coordinator != b.group:
+		// A coordinator that the change removed hands its record over to
+		// the ring's next coordinator, for status.
+		enc, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		return b.meta.Put(metaChangeLast, enc)
 	case active == nil && st.Phase != wire.PhasePrepare:
 		res.Err = fmt.Errorf("%w: no ring change in progress to record phase %s", ErrMoveNotReady, st.Phase)
 		return nil

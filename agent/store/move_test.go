@@ -382,6 +382,13 @@ func TestChangeLogHoldsOneChangeAtATime(t *testing.T) {
 	if err != nil || active != nil || last == nil || last.Phase != wire.PhaseDone {
 		t.Fatalf("after done: active %v last %v err %v", active, last, err)
 	}
+	// A coordinator that a change removed hands its record over.
+	handed, _ := json.Marshal(wire.RingChangeStatus{Kind: wire.ChangeRemoveGroup, Group: "g0", Coordinator: "g0",
+		From: RingSpec{Epoch: 7}.Wire(), To: RingSpec{Epoch: 8}.Wire(), Phase: wire.PhaseDone})
+	mustOK(t, "handover", applyNext(t, s, Command{Op: OpChangeLog, Body: handed}))
+	if _, last, _ := s.Change(); last == nil || last.Group != "g0" {
+		t.Fatalf("handed-over record not kept: %+v", last)
+	}
 }
 
 func TestImportCodecRoundTripsAndRefusesGarbage(t *testing.T) {

@@ -113,14 +113,15 @@ type RingChangeAnswer struct {
 
 // MoveState is one group's part in a ring change, as its leader applied it.
 type MoveState struct {
-	Group     string   `json:"group"`
-	RingEpoch uint64   `json:"ring_epoch"`       // the applied ring's epoch
-	Target    uint64   `json:"target,omitempty"` // the epoch of the change it prepared (0: none)
-	Frozen    bool     `json:"frozen,omitempty"` // refuses its outgoing keys
-	Sealed    []string `json:"sealed,omitempty"` // sources whose final round it imported
-	Keys      int      `json:"keys"`             // keys stored
-	Clock     uint64   `json:"clock"`            // the version clock
-	Leader    *Leader  `json:"leader,omitempty"` // the answering agent, a leader
+	Group       string   `json:"group"`
+	RingEpoch   uint64   `json:"ring_epoch"`            // the applied ring's epoch
+	Target      uint64   `json:"target,omitempty"`      // the epoch of the change it prepared (0: none)
+	Frozen      bool     `json:"frozen,omitempty"`      // refuses its outgoing keys
+	Sealed      []string `json:"sealed,omitempty"`      // sources whose final round it imported
+	Coordinator string   `json:"coordinator,omitempty"` // the group driving the change it is in
+	Keys        int      `json:"keys"`                  // keys stored
+	Clock       uint64   `json:"clock"`                 // the version clock
+	Leader      *Leader  `json:"leader,omitempty"`      // the answering agent, a leader
 }
 
 // Steps a group commits at the coordinator's request.
@@ -130,6 +131,10 @@ const (
 	StepActivate = "activate"
 	StepCleanup  = "cleanup"
 	StepFinish   = "finish"
+	// StepHandover records a completed change (Record) as the last change
+	// of a group that coordinates the ring from now on, when the change
+	// removed its coordinator.
+	StepHandover = "handover"
 )
 
 // MoveStepRequest is the body of POST /v1/move/step. From and To are the
@@ -142,6 +147,10 @@ type MoveStepRequest struct {
 	To     RingSpec `json:"to"`
 	Cursor string   `json:"cursor,omitempty"` // base64 of the key to resume after
 	Limit  int      `json:"limit,omitempty"`
+	// Coordinator names the group driving the change (prepare).
+	Coordinator string `json:"coordinator,omitempty"`
+	// Record is the completed change (handover).
+	Record *RingChangeStatus `json:"record,omitempty"`
 }
 
 // MoveStepResult answers a step: the group's state afterwards, and for
