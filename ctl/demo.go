@@ -31,7 +31,11 @@ func (e *env) demoCommand() *cli.Command {
      at once, and measures how long the client waits for the group's new
      leader; reads back a sample of keys of every group and writes new ones;
   4. restarts the killed agent and waits until it has caught up;
-  5. prints how to use and stop the cluster.
+  5. starts a new group's agents (a standby group) and adds the group to
+     the ring live while clients write and read back: shows the keys moved
+     against CARP's ideal (the new group's share), the client calls that
+     failed (none expected), and the new split (--grow=false skips it);
+  6. prints how to use and stop the cluster.
 
 Examples:
    carpkvctl demo
@@ -41,6 +45,7 @@ Examples:
 			&cli.IntFlag{Name: "chunk", Value: 1000, Usage: "keys per MultiPut call"},
 			&cli.IntFlag{Name: "concurrency", Value: 32, Usage: "keys of one group in flight at once"},
 			&cli.StringFlag{Name: "dir", EnvVars: []string{"CARPKV_LOCAL_DIR"}, Usage: "`DIR` of the local cluster (default: as \"local\")"},
+			&cli.BoolFlag{Name: "grow", Value: true, Usage: "end by adding a group to the ring while clients write (--grow=false: skip)"},
 		},
 		Action: e.demo,
 	}
@@ -77,7 +82,7 @@ func (e *env) demo(c *cli.Context) error {
 		return err
 	}
 	defer kv.Close()
-	d := &demo{e: e, c: c, st: st, kv: kv, ctx: c.Context}
+	d := &demo{e: e, c: c, st: st, kv: kv, ctx: c.Context, grows: c.Bool("grow")}
 	return d.run(n, chunk)
 }
 
@@ -90,6 +95,7 @@ type demo struct {
 
 	ring    *wire.Ring
 	written map[string][][]byte // the keys written, by the group that took them
+	grows   bool                // add a group live at the end (--grow)
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.e.stdout, format, args...) }
@@ -119,6 +125,11 @@ func (d *demo) run(n, chunk int) error {
 	}
 	if err := d.failover(); err != nil {
 		return err
+	}
+	if d.grows {
+		if err := d.grow(); err != nil {
+			return err
+		}
 	}
 	d.usage()
 	return nil
@@ -207,6 +218,10 @@ func (d *demo) distribution() error {
 	defer cancel()
 	counts := map[string]int{}
 	total := 0
+	cols := 6
+	if d.written == nil {
+		cols = 5 // after a ring change the keys are no longer where they were written
+	}
 	for _, g := range d.ring.Groups {
 		info := d.leaderInfo(ctx, g.ID)
 		if info == nil {
@@ -221,15 +236,15 @@ func (d *demo) distribution() error {
 	for _, g := range d.ring.Groups {
 		k := counts[g.ID]
 		if k < 0 {
-			rows = append(rows, []string{g.ID, "no leader answered", "", percent(g.Share), "", commas(len(d.written[g.ID]))})
+			rows = append(rows, []string{g.ID, "no leader answered", "", percent(g.Share), "", commas(len(d.written[g.ID]))}[:cols])
 			continue
 		}
 		share := float64(k) / float64(max(total, 1))
 		dev := share/g.Share - 1
 		worst = max(worst, abs(dev))
-		rows = append(rows, []string{g.ID, commas(k), percent(share), percent(g.Share), fmt.Sprintf("%+.2f%%", 100*dev), commas(len(d.written[g.ID]))})
+		rows = append(rows, []string{g.ID, commas(k), percent(share), percent(g.Share), fmt.Sprintf("%+.2f%%", 100*dev), commas(len(d.written[g.ID]))}[:cols])
 	}
-	if err := writeTable(d.e.stdout, []string{"GROUP", "KEYS STORED", "SHARE", "TARGET", "VS TARGET", "WRITTEN NOW"}, rows); err != nil {
+	if err := writeTable(d.e.stdout, []string{"GROUP", "KEYS STORED", "SHARE", "TARGET", "VS TARGET", "WRITTEN NOW"}[:cols], rows); err != nil {
 		return err
 	}
 	d.say("largest deviation from the target share: %.2f%% (CARP places each key by hash alone: no table, no virtual nodes)\n", 100*worst)
@@ -463,6 +478,8 @@ func (d *demo) usage() {
 		{p + " status", "groups, leaders, health, keys per group"},
 		{p + " ring show", "epoch, weights, shares, members"},
 		{p + " local kill g2-n1", "crash an agent (local start g2-n1 brings it back)"},
+		{p + " ring status", "the last ring change: keys moved, how long it took"},
+		{p + " local remove-group g1", "drain a group into the others, then stop its agents"},
 		{p + " local down", "stop the cluster (keeps its data; --purge deletes it)"},
 	}
 	w := 0

@@ -105,40 +105,10 @@ func (e *env) localAddGroup(c *cli.Context) error {
 	if c.IsSet("replicas") {
 		replicas = c.Int("replicas")
 	}
-	nodes, err := st.PlanGroup(replicas, weight)
-	if err != nil {
-		return &usageError{cmd: "add-group", msg: "add-group: " + err.Error()}
-	}
-	bin, err := localcluster.FindAgent(st.AgentBin)
+	group, err := e.startLocalGroup(c.Context, st, replicas, weight, c.Duration("leader-wait"))
 	if err != nil {
 		return err
 	}
-	group := nodes[0].Group
-	first := len(st.Nodes)
-	st.Nodes = append(st.Nodes, nodes...)
-	if err := st.Save(); err != nil { // before starting: "local down" can stop a failed start
-		return err
-	}
-	fmt.Fprintf(e.stderr, "starting group %s: %d agents\n", group, len(nodes))
-	var started []*localcluster.Node
-	for i := first; i < len(st.Nodes); i++ {
-		if err := localcluster.Start(&st.Nodes[i], bin); err != nil {
-			_ = st.Save()
-			return fmt.Errorf("%w (the agents started so far keep running: 'carpkvctl local down' stops them)", err)
-		}
-		started = append(started, &st.Nodes[i])
-	}
-	if err := st.Save(); err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(c.Context, c.Duration("leader-wait"))
-	defer cancel()
-	leader, err := e.waitGroupLeader(lctx, started)
-	if err != nil {
-		e.printLogTails(&localcluster.State{Nodes: nodesOf(started)})
-		return fmt.Errorf("group %s: %w; its agents keep running (not in the ring): 'carpkvctl local status'", group, err)
-	}
-	fmt.Fprintf(e.stderr, "group %s has a leader: %s\n", group, leader)
 
 	kv, err := localClient(st)
 	if err != nil {
@@ -171,6 +141,48 @@ func (e *env) localAddGroup(c *cli.Context) error {
 	}
 	printFinished(e.stdout, final)
 	return nil
+}
+
+// startLocalGroup starts the agents of a new group in the local cluster
+// st (recorded in cluster.json first, so "local down" stops a failed
+// start) and waits until the group has a leader. The group stays a
+// standby until a ring change adds it.
+func (e *env) startLocalGroup(ctx context.Context, st *localcluster.State, replicas int, weight float64, leaderWait time.Duration) (string, error) {
+	nodes, err := st.PlanGroup(replicas, weight)
+	if err != nil {
+		return "", &usageError{cmd: "add-group", msg: "add-group: " + err.Error()}
+	}
+	bin, err := localcluster.FindAgent(st.AgentBin)
+	if err != nil {
+		return "", err
+	}
+	group := nodes[0].Group
+	first := len(st.Nodes)
+	st.Nodes = append(st.Nodes, nodes...)
+	if err := st.Save(); err != nil { // before starting: "local down" can stop a failed start
+		return "", err
+	}
+	fmt.Fprintf(e.stderr, "starting group %s: %d agents\n", group, len(nodes))
+	var started []*localcluster.Node
+	for i := first; i < len(st.Nodes); i++ {
+		if err := localcluster.Start(&st.Nodes[i], bin); err != nil {
+			_ = st.Save()
+			return "", fmt.Errorf("%w (the agents started so far keep running: 'carpkvctl local down' stops them)", err)
+		}
+		started = append(started, &st.Nodes[i])
+	}
+	if err := st.Save(); err != nil {
+		return "", err
+	}
+	lctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	leader, err := e.waitGroupLeader(lctx, started)
+	if err != nil {
+		e.printLogTails(&localcluster.State{Nodes: nodesOf(started)})
+		return "", fmt.Errorf("group %s: %w; its agents keep running (not in the ring): 'carpkvctl local status'", group, err)
+	}
+	fmt.Fprintf(e.stderr, "group %s has a leader: %s\n", group, leader)
+	return group, nil
 }
 
 func nodesOf(ns []*localcluster.Node) []localcluster.Node {
