@@ -178,8 +178,11 @@ const (
 
 // Action is the coordinator's next move.
 type Action struct {
-	Kind   string
-	Group  string
+	Kind  string
+	Group string
+	// Groups are the sources of a copy action: their rounds run side by
+	// side (Group is the first of them).
+	Groups []string
 	Step   string
 	Final  bool
 	Phase  string
@@ -241,14 +244,10 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		}
 		return advance(wire.PhaseCopy)
 	case wire.PhaseCopy:
-		for _, g := range sources {
-			p := src(g)
-			if p.Rounds == 0 || (p.LastRound > SmallRound && p.Rounds < MaxCopyRounds) {
-				if _, ok := states[g]; !ok {
-					return Action{Kind: ActWait, Group: g, Reason: "group " + g + " has no leader that answers"}
-				}
-				return Action{Kind: ActCopy, Group: g}
-			}
+		if a := copies(sources, states, false, func(p wire.SourceProgress) bool {
+			return p.Rounds == 0 || (p.LastRound > SmallRound && p.Rounds < MaxCopyRounds)
+		}, src); a != nil {
+			return *a
 		}
 		return advance(wire.PhaseFreeze)
 	case wire.PhaseFreeze:
@@ -262,13 +261,8 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		}
 		return advance(wire.PhaseFinal)
 	case wire.PhaseFinal:
-		for _, g := range sources {
-			if !src(g).Sealed {
-				if _, ok := states[g]; !ok {
-					return Action{Kind: ActWait, Group: g, Reason: "group " + g + " has no leader that answers"}
-				}
-				return Action{Kind: ActCopy, Group: g, Final: true}
-			}
+		if a := copies(sources, states, true, func(p wire.SourceProgress) bool { return !p.Sealed }, src); a != nil {
+			return *a
 		}
 		return advance(wire.PhaseActivate)
 	case wire.PhaseActivate:
@@ -306,4 +300,23 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		return advance(wire.PhaseDone)
 	}
 	return Action{Kind: ActWait, Reason: "change is " + ch.Phase}
+}
+
+// copies is the copy action for every source that needs a round, or a wait
+// if one of them has no leader that answers; nil when none needs one.
+func copies(sources []string, states map[string]wire.MoveState, final bool, needs func(wire.SourceProgress) bool, src func(string) wire.SourceProgress) *Action {
+	var groups []string
+	for _, g := range sources {
+		if !needs(src(g)) {
+			continue
+		}
+		if _, ok := states[g]; !ok {
+			return &Action{Kind: ActWait, Group: g, Reason: "group " + g + " has no leader that answers"}
+		}
+		groups = append(groups, g)
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	return &Action{Kind: ActCopy, Group: groups[0], Groups: groups, Final: final}
 }

@@ -140,10 +140,16 @@ func TestNextActionWalksTheChange(t *testing.T) {
 
 	ch = change(from, to, wire.PhaseCopy)
 	want(ch, st, ActCopy, "g1", "", false)
+	if a := NextAction(ch, st); len(a.Groups) != 2 {
+		t.Fatalf("first round: %+v, want both sources side by side", a)
+	}
 	ch.Sources = []wire.SourceProgress{{Group: "g1", Rounds: 1, LastRound: SmallRound + 1}}
 	want(ch, st, ActCopy, "g1", "", false) // a big round: copy again
 	ch.Sources[0].LastRound = 10
 	want(ch, st, ActCopy, "g2", "", false)
+	if a := NextAction(ch, st); len(a.Groups) != 1 {
+		t.Fatalf("g1 done copying: %+v, want g2 alone", a)
+	}
 	ch.Sources = append(ch.Sources, wire.SourceProgress{Group: "g2", Rounds: MaxCopyRounds, LastRound: 1 << 20})
 	if a := NextAction(ch, st); a.Kind != ActAdvance || a.Phase != wire.PhaseFreeze {
 		t.Fatalf("copied (g2 at the round limit): %+v", a)

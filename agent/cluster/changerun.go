@@ -175,47 +175,105 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 		s.Cursor, s.Cleaned = res.Cursor, res.Done
 		return r.node.ChangeLog(ctx, ch)
 	case ActCopy:
-		return r.copyRound(ctx, &ch, a.Group, a.Final, states)
+		return r.copyRounds(ctx, &ch, a.Groups, a.Final, states)
 	}
 	return fmt.Errorf("ring change: unknown action %q", a.Kind)
 }
 
-// copyRound runs one copy round of source g (chunk by chunk, showing the
-// counters live) and records it.
-func (r *Runner) copyRound(ctx context.Context, ch *wire.RingChangeStatus, g string, final bool, states map[string]wire.MoveState) error {
-	i := sourceIndex(ch, g)
-	req := wire.MoveExportRequest{From: ch.From, To: ch.To, Since: ch.Sources[i].Watermark, Final: final, Dests: map[string][]string{}}
+// roundResult is what one source's copy round did.
+type roundResult struct {
+	group     string
+	watermark uint64 // the source's clock when the round began
+	sent      uint64
+	sealed    bool
+	pairs     []wire.PairProgress
+	err       error
+}
+
+// copyRounds runs one copy round of each source in groups side by side
+// (each chunk by chunk, the counters shown live) and records what the
+// rounds that completed did, in one entry.
+func (r *Runner) copyRounds(ctx context.Context, ch *wire.RingChangeStatus, groups []string, final bool, states map[string]wire.MoveState) error {
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		results = make([]roundResult, len(groups))
+	)
+	live := *ch
+	live.Pairs = slices.Clone(ch.Pairs)
+	r.setLive(&live)
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = r.copyRound(ctx, ch, g, final, states, func(p wire.PairProgress) {
+				mu.Lock()
+				defer mu.Unlock()
+				addPair(&live, p)
+				cp := live
+				cp.Pairs = slices.Clone(live.Pairs)
+				r.setLive(&cp)
+			})
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, res := range results {
+		for _, p := range res.pairs {
+			addPair(ch, p)
+		}
+		if res.err != nil {
+			errs = append(errs, res.err)
+			continue
+		}
+		s := &ch.Sources[sourceIndex(ch, res.group)]
+		s.Rounds++
+		s.LastRound = res.sent
+		if final {
+			s.Sealed = res.sealed
+		} else {
+			s.Watermark = res.watermark
+		}
+	}
+	if err := r.node.ChangeLog(ctx, *ch); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// copyRound runs one copy round of source g: export calls until the round
+// is complete, each call's counters passed to progress.
+func (r *Runner) copyRound(ctx context.Context, ch *wire.RingChangeStatus, g string, final bool, states map[string]wire.MoveState, progress func(wire.PairProgress)) roundResult {
+	out := roundResult{group: g}
+	since := uint64(0)
+	for _, s := range ch.Sources {
+		if s.Group == g {
+			since = s.Watermark
+		}
+	}
+	req := wire.MoveExportRequest{From: ch.From, To: ch.To, Since: since, Final: final, Dests: map[string][]string{}}
 	for _, d := range ch.To.Groups {
 		if d.ID != g {
 			req.Dests[d.ID] = r.groupAddrs(d.ID, states)
 		}
 	}
-	var watermark, sent uint64
 	for first := true; ; first = false {
 		var res wire.MoveExportResult
 		if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveExport, "application/json", mustJSON(req), &res); err != nil {
-			return fmt.Errorf("copying from group %s: %w", g, err)
+			out.err = fmt.Errorf("copying from group %s: %w", g, err)
+			return out
 		}
 		if first {
-			watermark = res.Watermark
+			out.watermark = res.Watermark
 		}
 		for _, p := range res.Pairs {
-			addPair(ch, p)
-			sent += p.Keys
+			out.pairs = append(out.pairs, p)
+			out.sent += p.Keys
+			progress(p)
 		}
-		live := *ch
-		live.Pairs = slices.Clone(ch.Pairs)
-		r.setLive(&live)
 		if res.Cursor == "" {
-			s := &ch.Sources[i]
-			s.Rounds++
-			s.LastRound = sent
-			if final {
-				s.Sealed = res.Sealed
-			} else {
-				s.Watermark = watermark
-			}
-			return r.node.ChangeLog(ctx, *ch)
+			out.sealed = res.Sealed
+			return out
 		}
 		req.Cursor = res.Cursor
 	}

@@ -424,3 +424,37 @@ func FuzzDecodeImport(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMoveRound measures one copy round of 20,000 keys of 256 bytes:
+// the source's scan and the destination's import, as one chunk each.
+func BenchmarkMoveRound(b *testing.B) {
+	from := RingSpec{Epoch: 1, Mode: "strong", Groups: []RingGroup{{"g1", 1}, {"g2", 1}, {"g3", 1}}}
+	to := RingSpec{Epoch: 2, Mode: "strong", Groups: []RingGroup{{"g1", 1}, {"g2", 1}, {"g3", 1}, {"g4", 1}}}
+	src := openGroup(b, "g1")
+	mustOK(b, "ring", applyNext(b, src, Command{Op: OpSetRing, Ring: from}))
+	fr, _ := from.Build()
+	val := make([]byte, 256)
+	var batch []Command
+	for i := 0; len(batch) < 20000; i++ {
+		k := fmt.Sprintf("key%08d", i)
+		if fr.Owner([]byte(k)) == "g1" {
+			batch = append(batch, put(k, string(val)))
+		}
+	}
+	for i := 0; i < len(batch); i += 1000 {
+		mustOK(b, "load", applyNext(b, src, batch[i:i+1000]...))
+	}
+	mustOK(b, "prepare", applyNext(b, src, moveCmd(OpMovePrepare, from, to)))
+	b.ResetTimer()
+	for range b.N {
+		dst := openGroup(b, "g4")
+		mustOK(b, "prepare", applyNext(b, dst, moveCmd(OpMovePrepare, from, to)))
+		ch, err := src.ExportScan(2, 0, nil, 64<<20, 1<<30)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs := ch.Records["g4"]
+		mustOK(b, "import", applyNext(b, dst, importCmd(Import{Epoch: 2, Source: "g1", Clock: ch.Clock, Records: recs})))
+		b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+	}
+}
