@@ -143,7 +143,17 @@ func LeadGroups(view []Agent) []GroupLead {
 // returns false while fewer groups are visible. More groups than expected
 // means the deployment disagrees with itself; the ring then holds the
 // expectGroups smallest IDs and the rest wait for a ring change.
+//
+// Nobody proposes a first ring once any agent gossips a ring epoch: the
+// cluster has one, and a group outside it is a standby group that waits for
+// a ring change (a standby group with the smallest ID would otherwise
+// believe itself the coordinator and commit a ring of its own).
 func FirstRing(view []Agent, expectGroups int, mode string) (store.RingSpec, bool) {
+	for _, a := range view {
+		if a.RingEpoch > 0 {
+			return store.RingSpec{}, false
+		}
+	}
 	groups := LeadGroups(view)
 	if expectGroups < 1 || len(groups) < expectGroups {
 		return store.RingSpec{}, false

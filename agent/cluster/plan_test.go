@@ -109,6 +109,17 @@ func TestFirstRingWaitsForEveryExpectedGroupLeader(t *testing.T) {
 	}
 }
 
+// A standby group whose ID sorts first must not take itself for the
+// coordinator of a cluster without a ring and commit one of its own.
+func TestNoFirstRingOnceAnyAgentHasARing(t *testing.T) {
+	standby := agent("a0-n1", "a0", leading)
+	l1 := agent("g1-n1", "g1", leading, func(a *Agent) { a.RingEpoch = 3 })
+	l2 := agent("g2-n1", "g2", leading, func(a *Agent) { a.RingEpoch = 3 })
+	if spec, ok := FirstRing([]Agent{standby, l1, l2}, 2, "strong"); ok {
+		t.Fatalf("a standby group proposed %+v in a cluster at ring epoch 3", spec)
+	}
+}
+
 func TestBehindListsGroupsWhoseLeaderHasAnOlderRing(t *testing.T) {
 	ring := store.RingSpec{Epoch: 2, Groups: []store.RingGroup{{ID: "g1", Weight: 1}, {ID: "g2", Weight: 1}, {ID: "g3", Weight: 1}}}
 	view := []Agent{
