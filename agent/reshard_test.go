@@ -329,3 +329,67 @@ func getJSONTo(url string, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// The change lives in the coordinator group's log: killing that group's
+// leader (kill -9) right after the change starts, and a source group's
+// leader while it runs, delays it but does not stop it, and loses nothing.
+func TestRingChangeSurvivesLeaderKills(t *testing.T) {
+	s := testcluster.StartSharded(t, 2, 3)
+	g3 := s.AddGroup(3)
+	cl, err := kvclient.New(kvclient.Config{Addrs: s.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testcluster.Context(t, 5*time.Minute)
+	const n = 5000
+	kvs := make([]kvclient.KV, n)
+	for i := range kvs {
+		kvs[i] = kvclient.KV{Key: []byte(fmt.Sprintf("k%05d", i)), Value: []byte(fmt.Sprintf("v%05d", i))}
+	}
+	res, err := cl.MultiPut(ctx, kvs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("loading %s: %v", r.Key, r.Err)
+		}
+	}
+	coord := s.Groups[0]
+	leader := coord.Leader(10 * time.Second)
+	if code, body := postChange(t, leader.HTTPAddr, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: g3.Group}); code != http.StatusOK {
+		t.Fatalf("starting the change: HTTP %d %s", code, body)
+	}
+	leader.Kill()
+	src := s.Groups[1].Leader(10 * time.Second)
+	src.Kill()
+	leader.Start()
+	src.Start()
+	done := waitChangeDone(t, coord, 2)
+	t.Logf("change done after two leader kills: pairs %+v, took %v", done.Pairs,
+		time.Duration(done.FinishedAt-done.StartedAt)*time.Millisecond)
+	s.WaitRing(2, 30*time.Second)
+	got, err := cl.MultiGet(ctx, func() [][]byte {
+		keys := make([][]byte, n)
+		for i := range keys {
+			keys[i] = kvs[i].Key
+		}
+		return keys
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range got {
+		if r.Err != nil || string(r.Value) != string(kvs[i].Value) {
+			t.Fatalf("%s after the change: %q, %v", kvs[i].Key, r.Value, r.Err)
+		}
+	}
+	var moved uint64
+	for _, p := range done.Pairs {
+		moved += p.Keys
+	}
+	if moved < n/4 {
+		t.Fatalf("%d records moved for %d keys, want about a third (the new group's share)", moved, n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/carpkv/carpkv/agent/store"
 	"github.com/carpkv/carpkv/kvclient/wire"
@@ -62,7 +63,7 @@ func NextRing(cur store.RingSpec, req wire.RingChangeRequest, weights map[string
 			return store.RingSpec{}, err
 		}
 		next.Groups = append(next.Groups, store.RingGroup{ID: req.Group, Weight: w})
-		slices.SortFunc(next.Groups, func(a, b store.RingGroup) int { return compareStrings(a.ID, b.ID) })
+		slices.SortFunc(next.Groups, func(a, b store.RingGroup) int { return strings.Compare(a.ID, b.ID) })
 	case wire.ChangeRemoveGroup:
 		if !in {
 			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "remove-group: group %s is not in the ring (epoch %d)", req.Group, cur.Epoch)
@@ -104,16 +105,6 @@ func NextRing(cur store.RingSpec, req wire.RingChangeRequest, weights map[string
 		}
 	}
 	return next, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func hasGroup(r store.RingSpec, g string) bool {
