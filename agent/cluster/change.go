@@ -100,8 +100,12 @@ func NextRing(cur store.RingSpec, req wire.RingChangeRequest, weights map[string
 			return store.RingSpec{}, refuse(wire.CodeRingChangeInProgress, "ring change: group %s is still in the change to epoch %d", g, st.Target)
 		case hasGroup(cur, g) && st.RingEpoch != cur.Epoch:
 			return store.RingSpec{}, refuse(wire.CodeUnavailable, "ring change: group %s is at ring epoch %d, not %d yet; try again shortly", g, st.RingEpoch, cur.Epoch)
-		case !hasGroup(cur, g) && st.RingEpoch != 0:
-			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s acts under ring epoch %d already: it belongs to another ring", g, st.RingEpoch)
+		case !hasGroup(cur, g) && st.RingEpoch != 0 && st.RingEpoch != cur.Epoch:
+			// A standby group is at epoch 0; a group this ring removed
+			// adopted the current ring when it left and may come back.
+			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s acts under ring epoch %d, not this ring's %d: restart its agents with empty data directories to add it", g, st.RingEpoch, cur.Epoch)
+		case !hasGroup(cur, g) && st.Keys != 0:
+			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s still holds %d keys", g, st.Keys)
 		}
 	}
 	return next, nil

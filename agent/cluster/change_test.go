@@ -57,7 +57,9 @@ func TestNextRingRefusesWithTheCulpritNamed(t *testing.T) {
 		{"group busy", cur, wire.RingChangeRequest{Kind: wire.ChangeRemoveGroup, Group: "g2"},
 			map[string]wire.MoveState{"g1": {RingEpoch: 4}, "g2": {RingEpoch: 4, Target: 5}}, wire.CodeRingChangeInProgress, "g2 is still in the change"},
 		{"new group of another ring", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3"},
-			map[string]wire.MoveState{"g1": {RingEpoch: 4}, "g2": {RingEpoch: 4}, "g3": {RingEpoch: 2}}, wire.CodeInvalidArgument, "another ring"},
+			map[string]wire.MoveState{"g1": {RingEpoch: 4}, "g2": {RingEpoch: 4}, "g3": {RingEpoch: 2}}, wire.CodeInvalidArgument, "not this ring's 4"},
+		{"new group with keys", cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g3"},
+			map[string]wire.MoveState{"g1": {RingEpoch: 4}, "g2": {RingEpoch: 4}, "g3": {RingEpoch: 4, Keys: 7}}, wire.CodeInvalidArgument, "still holds 7 keys"},
 	}
 	for _, tc := range tests {
 		_, err := NextRing(tc.cur, tc.req, leads, tc.states)
@@ -79,6 +81,11 @@ func TestNextRingBuildsTheNextEpoch(t *testing.T) {
 	}
 	if next.Epoch != 5 || len(next.Groups) != 3 || next.Groups[1] != (store.RingGroup{ID: "g2", Weight: 2}) {
 		t.Fatalf("added: %+v (want epoch 5, g2 in order with its leader's weight 2)", next)
+	}
+	// A group this ring removed (it adopted the ring, holds nothing) comes back.
+	st["g2"] = wire.MoveState{Group: "g2", RingEpoch: 4}
+	if _, err := NextRing(cur, wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: "g2"}, leads, st); err != nil {
+		t.Fatalf("re-adding a removed group: %v", err)
 	}
 	next, err = NextRing(cur, wire.RingChangeRequest{Kind: wire.ChangeSetWeight, Group: "g3", Weight: 0.5}, nil, states(4, "g1", "g3"))
 	if err != nil || next.Groups[1].Weight != 0.5 || cur.Groups[1].Weight != 1 {
