@@ -175,8 +175,8 @@ const (
 type Action struct {
 	Kind  string
 	Group string
-	// Groups are the sources of a copy action: their rounds run side by
-	// side (Group is the first of them).
+	// Groups are all the groups a step or copy action is for: their steps
+	// or rounds run side by side (Group is the first of them).
 	Groups []string
 	Step   string
 	Final  bool
@@ -202,18 +202,24 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		}
 		return wire.SourceProgress{Group: g}
 	}
-	// each runs check over groups, returning the first action it asks for.
-	each := func(groups []string, check func(g string, st wire.MoveState) *Action) *Action {
+	// each is the step for every group of groups that needs it (they are
+	// committed side by side), a wait if one of them has no leader that
+	// answers, or nil when none needs it.
+	each := func(groups []string, step string, needs func(st wire.MoveState) bool) *Action {
+		var todo []string
 		for _, g := range groups {
 			st, ok := states[g]
 			if !ok {
 				return &Action{Kind: ActWait, Group: g, Reason: "group " + g + " has no leader that answers"}
 			}
-			if a := check(g, st); a != nil {
-				return a
+			if needs(st) {
+				todo = append(todo, g)
 			}
 		}
-		return nil
+		if len(todo) == 0 {
+			return nil
+		}
+		return &Action{Kind: ActStep, Step: step, Group: todo[0], Groups: todo}
 	}
 	ids := func(r store.RingSpec) []string {
 		out := make([]string, len(r.Groups))
@@ -224,16 +230,12 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		return out
 	}
 	all, sources, dests := Involved(from, to), ids(from), ids(to)
-	step := func(g, s string) *Action { return &Action{Kind: ActStep, Group: g, Step: s} }
 	advance := func(p string) Action { return Action{Kind: ActAdvance, Phase: p} }
 
 	switch ch.Phase {
 	case wire.PhasePrepare:
-		if a := each(all, func(g string, st wire.MoveState) *Action {
-			if adopted(st) || st.Target == target {
-				return nil
-			}
-			return step(g, wire.StepPrepare)
+		if a := each(all, wire.StepPrepare, func(st wire.MoveState) bool {
+			return !adopted(st) && st.Target != target
 		}); a != nil {
 			return *a
 		}
@@ -246,11 +248,8 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		}
 		return advance(wire.PhaseFreeze)
 	case wire.PhaseFreeze:
-		if a := each(sources, func(g string, st wire.MoveState) *Action {
-			if adopted(st) || st.Frozen {
-				return nil
-			}
-			return step(g, wire.StepFreeze)
+		if a := each(sources, wire.StepFreeze, func(st wire.MoveState) bool {
+			return !adopted(st) && !st.Frozen
 		}); a != nil {
 			return *a
 		}
@@ -261,35 +260,29 @@ func NextAction(ch wire.RingChangeStatus, states map[string]wire.MoveState) Acti
 		}
 		return advance(wire.PhaseActivate)
 	case wire.PhaseActivate:
-		// Destinations first: a source that adopted the ring sends clients
-		// on to the new owner, which should be serving by then.
-		order := append(slices.Clone(dests), slices.DeleteFunc(slices.Clone(sources), func(g string) bool { return slices.Contains(dests, g) })...)
-		if a := each(order, func(g string, st wire.MoveState) *Action {
-			if adopted(st) {
-				return nil
+		// Destinations first, then the groups the change removes: a
+		// group that adopted the ring sends clients on to the new owner,
+		// which should be serving by then.
+		removed := slices.DeleteFunc(slices.Clone(sources), func(g string) bool { return slices.Contains(dests, g) })
+		for _, batch := range [][]string{dests, removed} {
+			if a := each(batch, wire.StepActivate, func(st wire.MoveState) bool { return !adopted(st) }); a != nil {
+				return *a
 			}
-			return step(g, wire.StepActivate)
-		}); a != nil {
-			return *a
 		}
 		return advance(wire.PhaseCleanup)
 	case wire.PhaseCleanup:
+		var todo []string
 		for _, g := range sources {
 			if !src(g).Cleaned {
-				if _, ok := states[g]; !ok {
-					return Action{Kind: ActWait, Group: g, Reason: "group " + g + " has no leader that answers"}
-				}
-				return Action{Kind: ActStep, Group: g, Step: wire.StepCleanup}
+				todo = append(todo, g)
 			}
+		}
+		if a := each(todo, wire.StepCleanup, func(wire.MoveState) bool { return true }); a != nil {
+			return *a
 		}
 		return advance(wire.PhaseFinish)
 	case wire.PhaseFinish:
-		if a := each(all, func(g string, st wire.MoveState) *Action {
-			if st.Target == 0 {
-				return nil
-			}
-			return step(g, wire.StepFinish)
-		}); a != nil {
+		if a := each(all, wire.StepFinish, func(st wire.MoveState) bool { return st.Target != 0 }); a != nil {
 			return *a
 		}
 		return advance(wire.PhaseDone)

@@ -158,26 +158,46 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 		r.log.Info("ring change: phase", "epoch", ch.To.Epoch, "phase", ch.Phase)
 		return nil
 	case ActStep:
-		req := wire.MoveStepRequest{Step: a.Step, From: ch.From, To: ch.To, Coordinator: ch.Coordinator}
-		i := sourceIndex(&ch, a.Group)
-		if a.Step == wire.StepCleanup {
-			req.Cursor, req.Limit = ch.Sources[i].Cursor, cleanupLimit
-		}
-		var res wire.MoveStepResult
-		if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(a.Group, states), wire.PathMoveStep, "application/json", mustJSON(req), &res); err != nil {
-			return fmt.Errorf("%s in group %s: %w", a.Step, a.Group, err)
-		}
-		if a.Step != wire.StepCleanup {
-			return nil
-		}
-		s := &ch.Sources[i]
-		s.Dropped += res.Dropped
-		s.Cursor, s.Cleaned = res.Cursor, res.Done
-		return r.node.ChangeLog(ctx, ch)
+		return r.steps(ctx, &ch, a.Step, a.Groups, states)
 	case ActCopy:
 		return r.copyRounds(ctx, &ch, a.Groups, a.Final, states)
 	}
 	return fmt.Errorf("ring change: unknown action %q", a.Kind)
+}
+
+// steps commits step in every group of groups, side by side; a cleanup
+// records each source's progress.
+func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step string, groups []string, states map[string]wire.MoveState) error {
+	results := make([]wire.MoveStepResult, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		req := wire.MoveStepRequest{Step: step, From: ch.From, To: ch.To, Coordinator: ch.Coordinator}
+		if step == wire.StepCleanup {
+			req.Cursor, req.Limit = ch.Sources[sourceIndex(ch, g)].Cursor, cleanupLimit
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i]); err != nil {
+				errs[i] = fmt.Errorf("%s in group %s: %w", step, g, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if step == wire.StepCleanup {
+		for i, g := range groups {
+			if errs[i] == nil {
+				s := &ch.Sources[sourceIndex(ch, g)]
+				s.Dropped += results[i].Dropped
+				s.Cursor, s.Cleaned = results[i].Cursor, results[i].Done
+			}
+		}
+		if err := r.node.ChangeLog(ctx, *ch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // roundResult is what one source's copy round did.
