@@ -33,12 +33,15 @@ var (
 	ErrCASFailed = errors.New("etcdkv: mod revision mismatch")
 )
 
-// KV is a loadgen.KV over one or more etcd clients, used in turn.
+// KV is a loadgen.KV over one or more etcd clients, used in turn; each
+// loadgen worker gets one client of its own (ForWorker), as etcd's
+// benchmark tool binds each of its clients to one connection.
 type KV struct {
 	clients  []*clientv3.Client
-	next     atomic.Uint64
+	next     *atomic.Uint64   // round robin when no client is bound
+	fixed    *clientv3.Client // bound by ForWorker; nil: round robin
 	opts     Options
-	versions loadgen.Versions // mod revisions (never negative); only with opts.CAS
+	versions *loadgen.Versions // mod revisions (never negative); only with opts.CAS
 }
 
 // Options are the choices of a KV; the zero value sends linearizable gets
@@ -55,7 +58,15 @@ type Options struct {
 
 // New returns a KV over clients (at least one).
 func New(clients []*clientv3.Client, opts Options) *KV {
-	return &KV{clients: clients, opts: opts}
+	return &KV{clients: clients, next: new(atomic.Uint64), opts: opts, versions: new(loadgen.Versions)}
+}
+
+// ForWorker implements loadgen.PerWorkerKV: worker id uses client
+// id mod len(clients) only.
+func (kv *KV) ForWorker(id int) loadgen.KV {
+	w := *kv
+	w.fixed = kv.clients[id%len(kv.clients)]
+	return &w
 }
 
 // setVersion records key's mod revision for CAS, when it is kept.
@@ -66,6 +77,9 @@ func (kv *KV) setVersion(key []byte, rev int64) {
 }
 
 func (kv *KV) client() *clientv3.Client {
+	if kv.fixed != nil {
+		return kv.fixed
+	}
 	return kv.clients[kv.next.Add(1)%uint64(len(kv.clients))]
 }
 
