@@ -313,7 +313,7 @@ var targets = []target{
 	ratioTarget("stale reads ≥ etcd's serializable reads", "stale-c100", 1),
 	{name: "p99 at a fixed 2,000 writes/s: etcd's p99 / carpkv's ≥ 1", min: 1, eval: func(r *Results) (float64, bool) {
 		a, e := cellOf(r, "carpkv-1g", "write-rate2000"), cellOf(r, "etcd", "write-rate2000")
-		if !a.ok || !e.ok || a.p99 == 0 {
+		if !a.ok || !e.ok || a.p99 == 0 || e.p99 == 0 { // (no operation completed: no p99)
 			return 0, false
 		}
 		return float64(e.p99) / float64(a.p99), true
