@@ -48,13 +48,15 @@ bench: ## ring benchmarks: Owner cost, balance, movement (go test -bench)
 
 # carpkv against etcd (docs/benchmarks.md). The etcd server and the etcd
 # client live in the separate module bench/, so the main module does not
-# depend on them. BENCH_FLAGS passes flags to `bench-compare run`, e.g.
+# depend on them; etcd's own benchmark tool, which every run also drives
+# etcd with, in its own small module bench/etcdtool. BENCH_FLAGS passes flags to `bench-compare run`, e.g.
 # BENCH_FLAGS="-reps 1 -duration 2s -only writes".
 BENCH_FLAGS ?=
-bench-tools: build ## build bin/etcd (pinned in bench/go.mod) and bin/bench-compare
+bench-tools: build ## build bin/etcd (pinned in bench/go.mod), bin/etcd-benchmark (etcd's own tool, bench/etcdtool) and bin/bench-compare
 	cd bench && $(GO) build -o ../$(BIN)/etcd ./cmd/etcd && $(GO) build -o ../$(BIN)/bench-compare ./cmd/bench-compare
+	cd bench/etcdtool && $(GO) build -o ../../$(BIN)/etcd-benchmark .
 
-bench-compare: bench-tools ## carpkv vs etcd side by side (~10 min): writes docs/benchmarks.md and docs/bench/*.png
+bench-compare: bench-tools ## carpkv vs etcd side by side, etcd also under its own benchmark tool (~10 min): writes docs/benchmarks.md and docs/bench/*.png
 	$(BIN)/bench-compare run -bin $(BIN) -work .bench -doc docs/benchmarks.md -plots docs/bench $(BENCH_FLAGS)
 
 carp-report: ## CARP balance/weights/movement report, 1e6 keys, vs ketama and jump
@@ -87,6 +89,7 @@ lint: tools ## gofmt, go vet, staticcheck (main module and bench/)
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
 	cd bench && $(GO) vet ./... && $(TOOLS)/staticcheck ./...
+	cd bench/etcdtool && $(GO) vet ./...
 
 clean: ## remove build outputs and tools
 	rm -rf $(BIN) $(TOOLS) .bench

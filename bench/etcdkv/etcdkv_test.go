@@ -45,7 +45,7 @@ func startEtcd(t *testing.T) *clientv3.Client {
 
 func TestOperationsAndOutcomes(t *testing.T) {
 	cli := startEtcd(t)
-	kv := etcdkv.New([]*clientv3.Client{cli}, false)
+	kv := etcdkv.New([]*clientv3.Client{cli}, etcdkv.Options{CAS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	k := []byte("k")
@@ -88,7 +88,7 @@ func TestOperationsAndOutcomes(t *testing.T) {
 	if err := kv.Delete(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	stale := etcdkv.New([]*clientv3.Client{cli}, true)
+	stale := etcdkv.New([]*clientv3.Client{cli}, etcdkv.Options{Serializable: true})
 	if c := class(stale.Get(ctx, k)); c != loadgen.NotFound {
 		t.Fatalf("serializable get after delete: %v", c)
 	}
@@ -105,7 +105,7 @@ func TestRunnerDrivesEtcd(t *testing.T) {
 	mix, _ := loadgen.ParseMix("put=40,get=30,cas=20,delete=10")
 	cfg.Mix, cfg.Keys, cfg.Concurrency, cfg.Ops, cfg.Duration, cfg.Warmup = mix, 50, 4, 400, 0, 0
 	cfg.Classify = etcdkv.Classify
-	r, err := loadgen.NewRunner(cfg, etcdkv.New([]*clientv3.Client{cli}, false))
+	r, err := loadgen.NewRunner(cfg, etcdkv.New([]*clientv3.Client{cli}, etcdkv.Options{CAS: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,16 @@ type KV interface {
 	Delete(ctx context.Context, key []byte) error
 }
 
+// PerWorkerKV is a KV that hands each worker its own KV to use, e.g. one
+// bound to a fixed connection, as load tools pin each client to one
+// connection. ForWorker is called for every worker the Runner starts
+// (the preload's, then the measured phase's), with ids from 0; each KV it
+// returns is used by that worker's goroutine only.
+type PerWorkerKV interface {
+	KV
+	ForWorker(id int) KV
+}
+
 // Class is the outcome of one operation.
 type Class uint8
 

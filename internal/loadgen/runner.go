@@ -110,6 +110,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 
 // worker is one goroutine's state; nothing in it is shared.
 type worker struct {
+	kv    KV         // the Runner's, or its PerWorkerKV's for this worker
 	rng   *rand.Rand // op choice
 	keys  KeyPicker
 	key   []byte
@@ -128,10 +129,14 @@ func (r *Runner) newWorker(id int) *worker {
 		panic(err) // Validate accepted the config
 	}
 	w := &worker{
+		kv:    r.kv,
 		rng:   rand.New(rand.NewPCG(seed, uint64(id)<<1)),
 		keys:  keys,
 		key:   make([]byte, 0, r.cfg.KeySize),
 		value: make([]byte, r.cfg.ValueSize),
+	}
+	if pw, ok := r.kv.(PerWorkerKV); ok {
+		w.kv = pw.ForWorker(id)
 	}
 	for i := range w.value {
 		w.value[i] = byte(w.rng.Uint32())
@@ -167,7 +172,7 @@ func (r *Runner) preload(ctx context.Context) *Preload {
 					break
 				}
 				w.key = AppendKey(w.key[:0], int(i), r.cfg.KeySize)
-				err := r.call(ctx, OpPut, w.key, w.value)
+				err := r.call(ctx, w.kv, OpPut, w.key, w.value)
 				if err != nil && ctx.Err() != nil {
 					break
 				}
@@ -312,7 +317,7 @@ func (r *Runner) openLoop(ctx context.Context, p *plan, w *worker) {
 func (r *Runner) do(ctx context.Context, w *worker, from time.Time, measured bool) {
 	op := r.cfg.Mix.pick(w.rng.IntN(100))
 	w.key = AppendKey(w.key[:0], w.keys.Next(), r.cfg.KeySize)
-	err := r.call(ctx, op, w.key, w.value)
+	err := r.call(ctx, w.kv, op, w.key, w.value)
 	took := time.Since(from)
 	if err != nil && ctx.Err() != nil {
 		return // cut short by the end of the run: not an outcome of the store
@@ -337,7 +342,7 @@ func (r *Runner) do(ctx context.Context, w *worker, from time.Time, measured boo
 	r.measDone.Add(1)
 }
 
-func (r *Runner) call(ctx context.Context, op Op, key, value []byte) error {
+func (r *Runner) call(ctx context.Context, kv KV, op Op, key, value []byte) error {
 	if r.cfg.OpTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.cfg.OpTimeout)
@@ -345,13 +350,13 @@ func (r *Runner) call(ctx context.Context, op Op, key, value []byte) error {
 	}
 	switch op {
 	case OpPut:
-		return r.kv.Put(ctx, key, value)
+		return kv.Put(ctx, key, value)
 	case OpGet:
-		return r.kv.Get(ctx, key)
+		return kv.Get(ctx, key)
 	case OpCAS:
-		return r.kv.CAS(ctx, key, value)
+		return kv.CAS(ctx, key, value)
 	default:
-		return r.kv.Delete(ctx, key)
+		return kv.Delete(ctx, key)
 	}
 }
 

@@ -442,3 +442,43 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 }
+
+// perWorkerKV hands every worker a KV that counts its calls under the
+// worker's id, over one shared memKV.
+type perWorkerKV struct {
+	*memKV
+	mu    sync.Mutex
+	calls map[int]int
+}
+
+type workerKV struct {
+	*memKV
+	p  *perWorkerKV
+	id int
+}
+
+func (p *perWorkerKV) ForWorker(id int) KV { return &workerKV{memKV: p.memKV, p: p, id: id} }
+
+func (w *workerKV) Put(ctx context.Context, key, value []byte) error {
+	w.p.mu.Lock()
+	w.p.calls[w.id]++
+	w.p.mu.Unlock()
+	return w.memKV.Put(ctx, key, value)
+}
+
+func TestRunnerGivesEachWorkerItsOwnKV(t *testing.T) {
+	kv := &perWorkerKV{memKV: newMemKV(), calls: map[int]int{}}
+	cfg := testConfig("put=100")
+	cfg.Ops = 800
+	run(t, cfg, kv)
+	total := 0
+	for id, n := range kv.calls {
+		if id < 0 || id >= cfg.Concurrency {
+			t.Errorf("worker id %d outside [0, %d)", id, cfg.Concurrency)
+		}
+		total += n
+	}
+	if total != 800 || kv.totalCalls() != 800 {
+		t.Fatalf("%d calls through the workers' KVs, %d in the store; want 800 each", total, kv.totalCalls())
+	}
+}

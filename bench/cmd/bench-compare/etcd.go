@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -129,6 +130,7 @@ func etcdLoadCmd(args []string) error {
 	fs := flag.NewFlagSet("etcd-load", flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "", "etcd client endpoints, comma-separated")
 	conns := fs.Int("conns", 0, "gRPC connections shared by the workers (0: one per 10 workers, at most 100, as etcd's benchmark docs run 1000 clients on 100 connections)")
+	cpuProfile := fs.String("cpuprofile", "", "write the client's CPU profile to this file")
 	cfg, stale := workloadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -136,14 +138,31 @@ func etcdLoadCmd(args []string) error {
 	if *endpoints == "" {
 		return fmt.Errorf("etcd-load: -endpoints is required")
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	n := *conns
 	if n <= 0 {
 		n = min(max(cfg.Concurrency/10, 1), 100)
 	}
+	// One endpoint per connection, round-robin over the members, as etcd's
+	// benchmark tool dials them (tools/benchmark/cmd/util.go). A client
+	// given all three endpoints holds a gRPC sub-connection to each and
+	// balances over them: three connections where the tool has one, which
+	// cost this client 10-25% of its throughput (issue 14).
+	eps := strings.Split(*endpoints, ",")
 	var clients []*clientv3.Client
-	for range n {
+	for i := range n {
 		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+			Endpoints: []string{eps[i%len(eps)]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		})
 		if err != nil {
 			return err
@@ -152,12 +171,25 @@ func etcdLoadCmd(args []string) error {
 		clients = append(clients, cli)
 	}
 	cfg.Classify = etcdkv.Classify
-	cfg.OpTimeout = 10 * time.Second
-	r, err := loadgen.NewRunner(*cfg, etcdkv.New(clients, *stale))
+	// The operations run under context.Background(), as the tool's do: no
+	// deadline (a timer here, and a grpc-timeout that the server arms a
+	// timer for), and not even a cancellable parent, whose every child
+	// (gRPC derives one per call) registers in the parent under its mutex:
+	// one lock and one map update per operation shared by all workers. A
+	// stuck cluster is cut off by ending the process instead.
+	cfg.OpTimeout = 0
+	limit := cfg.Warmup + cfg.Duration + time.Minute
+	defer time.AfterFunc(limit, func() {
+		fmt.Fprintf(os.Stderr, "bench-compare: etcd-load: the run did not end within %v\n", limit)
+		os.Exit(1)
+	}).Stop()
+	ctx := context.Background()
+	kv := etcdkv.New(clients, etcdkv.Options{Serializable: *stale, CAS: cfg.Mix[loadgen.OpCAS] > 0})
+	r, err := loadgen.NewRunner(*cfg, kv)
 	if err != nil {
 		return err
 	}
-	res, err := r.Run(context.Background())
+	res, err := r.Run(ctx)
 	if err != nil {
 		return err
 	}

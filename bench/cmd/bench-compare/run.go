@@ -46,6 +46,9 @@ type Sample struct {
 	// while the client ran (warmup included: Report.WarmupOps counts its
 	// operations).
 	ServerCPU time.Duration `json:"server_cpu_ns"`
+	// ClientCPU is the CPU time of the client process, from its start to
+	// its exit (the two clients share the machine's cores with the
+	// servers).
 	ClientCPU time.Duration `json:"client_cpu_ns"`
 }
 
@@ -56,6 +59,15 @@ func (s Sample) CPUPer1000() float64 {
 		return 0
 	}
 	return s.ServerCPU.Seconds() / float64(n) * 1000
+}
+
+// ClientCPUPer1000 is the client's CPU-seconds per 1000 operations.
+func (s Sample) ClientCPUPer1000() float64 {
+	n := s.Report.Ops + s.Report.WarmupOps
+	if n == 0 {
+		return 0
+	}
+	return s.ClientCPU.Seconds() / float64(n) * 1000
 }
 
 // Results is everything one run measured.
@@ -70,8 +82,8 @@ type Results struct {
 	Keys      int                `json:"keys"`
 	KeySize   int                `json:"key_size"`
 	ValueSize int                `json:"value_size"`
-	Systems   map[string]string  `json:"systems"` // key -> name
-	Order     []string           `json:"order"`
+	Systems   map[string]string  `json:"systems"` // key -> name (toolKey too)
+	Order     []string           `json:"order"`   // the systems compared (not toolKey)
 	Workloads []workload         `json:"workloads"`
 	Floor     Floor              `json:"floor"`
 	Idle      map[string]float64 `json:"idle_cpu_percent"` // each system's server CPU while no load ran
@@ -84,7 +96,7 @@ func runCmd(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "measured time of each run")
 	warmup := fs.Duration("warmup", time.Second, "unrecorded warmup of each run")
 	only := fs.String("only", "", "comma-separated workload IDs or kinds to run (default: all)")
-	binDir := fs.String("bin", "bin", "directory with carpkvctl, carpkv-agent and etcd")
+	binDir := fs.String("bin", "bin", "directory with carpkvctl, carpkv-agent, etcd and etcd-benchmark (etcd's own benchmark tool, bench/etcdtool)")
 	work := fs.String("work", ".bench", "scratch directory for the clusters' data (on the disk under test)")
 	doc := fs.String("doc", "docs/benchmarks.md", "markdown to write the results into (between its results markers)")
 	plots := fs.String("plots", "docs/bench", "directory for the PNG plots")
@@ -111,6 +123,10 @@ func runCmd(args []string) error {
 	bin, err := filepath.Abs(*binDir)
 	if err != nil {
 		return err
+	}
+	toolBin := filepath.Join(bin, "etcd-benchmark")
+	if _, err := os.Stat(toolBin); err != nil {
+		return fmt.Errorf("etcd's benchmark tool: %w (make bench-tools builds it from bench/etcdtool)", err)
 	}
 	selected := selectWorkloads(*only)
 	if len(selected) == 0 {
@@ -142,11 +158,12 @@ func runCmd(args []string) error {
 		}
 	}()
 	logf("starting etcd (3 members)")
-	es, err := etcdSystem(self, filepath.Join(bin, "etcd"), filepath.Join(workAbs, "etcd"))
+	es, tool, err := etcdSystems(self, filepath.Join(bin, "etcd"), toolBin, filepath.Join(workAbs, "etcd"))
 	if err != nil {
 		return err
 	}
 	systems = append(systems, es)
+	res.Systems[tool.Key] = tool.Name
 	for _, g := range []int{1, 3} {
 		logf("starting carpkv (%d group(s) × 3 agents)", g)
 		cs, err := startCarpkv(bin, filepath.Join(workAbs, fmt.Sprintf("carpkv-%dg", g)), g)
@@ -185,7 +202,26 @@ func runCmd(args []string) error {
 		}
 	}
 	total := *reps * len(selected) * len(systems)
+	for _, w := range selected {
+		if toolRuns(w) {
+			total += *reps
+		}
+	}
 	done := 0
+	// etcd's last throughput in each workload, under either client: how
+	// many requests the tool is given to run about as long as the others.
+	lastEtcd := map[string]float64{}
+	record := func(smp *Sample, w workload, rep int, name string) {
+		smp.Workload, smp.Rep = w.ID, rep
+		res.Samples = append(res.Samples, *smp)
+		if smp.System == "etcd" || smp.System == toolKey {
+			lastEtcd[w.ID] = smp.Report.OpsPerSec
+		}
+		done++
+		logf("[%3d/%d] rep %d %-15s %-18s %9.0f ops/s  p50 %-9v p99 %-9v errors %d  cpu %.3f s/1000 ops (client %.3f)",
+			done, total, rep, w.ID, name, smp.Report.OpsPerSec, smp.Report.Latency.P50.Round(time.Microsecond),
+			smp.Report.Latency.P99.Round(time.Microsecond), smp.Report.Errors, smp.CPUPer1000(), smp.ClientCPUPer1000())
+	}
 	for rep := 1; rep <= *reps; rep++ {
 		for wi, w := range selected {
 			// Rotate who goes first, so no system always runs right after
@@ -193,16 +229,37 @@ func runCmd(args []string) error {
 			for k := range systems {
 				s := systems[(k+wi+rep)%len(systems)]
 				a := append(common(w), "--duration", duration.String(), "--warmup", warmup.String())
-				smp, err := runLoad(s, a)
-				if err != nil {
-					return fmt.Errorf("%s on %s: %w", w.ID, s.Name, err)
+				// etcd's turn runs both its clients back to back, each
+				// going first in every other repetition (the driver in
+				// the first, which sizes the tool's run).
+				runs := []*system{s}
+				if s == es && toolRuns(w) {
+					runs = []*system{es, tool}
+					if rep%2 == 0 {
+						runs = []*system{tool, es}
+					}
 				}
-				smp.Workload, smp.Rep = w.ID, rep
-				res.Samples = append(res.Samples, *smp)
-				done++
-				logf("[%3d/%d] rep %d %-15s %-18s %9.0f ops/s  p50 %-9v p99 %-9v errors %d  cpu %.3f s/1000 ops",
-					done, total, rep, w.ID, s.Name, smp.Report.OpsPerSec, smp.Report.Latency.P50.Round(time.Microsecond),
-					smp.Report.Latency.P99.Round(time.Microsecond), smp.Report.Errors, smp.CPUPer1000())
+				for _, r := range runs {
+					var smp *Sample
+					var err error
+					if r == tool {
+						expect, ok := lastEtcd[w.ID]
+						if !ok {
+							expect = 1000
+						}
+						smp, err = runTool(tool, w, res, expect, *duration)
+					} else {
+						smp, err = runLoad(r, a)
+					}
+					if err != nil {
+						return fmt.Errorf("%s on %s: %w", w.ID, r.Name, err)
+					}
+					name := r.Name
+					if r == tool {
+						name = "etcd (etcd's tool)"
+					}
+					record(smp, w, rep, name)
+				}
 			}
 		}
 	}
@@ -241,6 +298,34 @@ func runLoad(s *system, args []string) (*Sample, error) {
 	}
 	return &Sample{
 		System: s.Key, Report: &rep, ServerCPU: cpu1 - cpu0,
+		ClientCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
+	}, nil
+}
+
+// runTool runs etcd's benchmark tool on workload w, sized to run about d
+// at expect operations per second, and measures the servers' CPU meanwhile.
+func runTool(s *system, w workload, res *Results, expect float64, d time.Duration) (*Sample, error) {
+	cmd := s.tool(w, res.Keys, res.KeySize, res.ValueSize, expect, d)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cpu0, err := cpuTime(s.pids())
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%v: %v\n%s", cmd.Args, err, stderr.String())
+	}
+	cpu1, err := cpuTime(s.pids())
+	if err != nil {
+		return nil, err
+	}
+	rep, err := parseToolReport(stdout.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("%v: %v", cmd.Args, err)
+	}
+	rep.Labels = map[string]string{"system": toolKey, "command": strings.Join(cmd.Args[1:], " ")}
+	return &Sample{
+		System: s.Key, Report: rep, ServerCPU: cpu1 - cpu0,
 		ClientCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/carpkv/carpkv/ctl/localcluster"
 )
@@ -19,6 +20,11 @@ type system struct {
 	// load returns the client command for a workload; it prints a
 	// loadgen report as JSON on stdout.
 	load func(args []string) *exec.Cmd
+	// tool, set only on etcd driven by etcd's benchmark tool (toolKey)
+	// instead of load, returns the tool's command for w, sized to run
+	// about d at expect operations per second; it prints the tool's text
+	// summary (parseToolReport).
+	tool func(w workload, keys, keySize, valueSize int, expect float64, d time.Duration) *exec.Cmd
 	stop func()
 }
 
@@ -72,20 +78,25 @@ func startCarpkv(binDir, dir string, groups int) (*system, error) {
 	}, nil
 }
 
-func etcdSystem(self, etcdBin, dir string) (*system, error) {
+// etcdSystems starts a 3-member etcd and returns it twice: driven by
+// bench-compare etcd-load (our driver), and by etcd's own benchmark tool
+// at toolBin, on the same cluster. stop is on the first.
+func etcdSystems(self, etcdBin, toolBin, dir string) (driver, tool *system, err error) {
 	c, err := startEtcd(etcdBin, dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	eps := strings.Join(c.endpoints, ",")
-	return &system{
-		Key: "etcd", Name: "etcd " + etcdVersion(etcdBin),
+	name := "etcd " + etcdVersion(etcdBin)
+	driver = &system{
+		Key: "etcd", Name: name,
 		pids: c.pids,
 		load: func(args []string) *exec.Cmd {
 			return exec.Command(self, append([]string{"etcd-load", "-endpoints", eps}, args...)...)
 		},
 		stop: c.stop,
-	}, nil
+	}
+	return driver, toolSystem(toolBin, c, name+" under etcd's benchmark tool ("+toolVersion(toolBin)+")"), nil
 }
 
 func etcdVersion(bin string) string {
