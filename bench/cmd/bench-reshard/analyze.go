@@ -131,21 +131,20 @@ func WindowOf(ops []Op, from, to time.Duration) Window {
 }
 
 // Outage is a stretch of time in which one key could not be served: the
-// union of overlapping operations on it that took at least the
-// threshold, or failed. A failed operation's outage lasts until an
-// operation on the key that started after it succeeds (kvclient retries
-// key_moving and elections inside one call, so a key in hand-off shows as
-// one slow operation, not as a failure). When no operation on the key
-// succeeded after the failure, the outage ends with the failed operation
-// and is marked Open: how long the key stayed unavailable is not known
-// (the load draws keys at random and may not come back to it).
+// union of overlapping operations on it that failed or took at least the
+// threshold. kvclient retries key_moving and elections inside one call,
+// so a key in hand-off shows as one slow operation, not as a failure.
+// The load draws keys at random and seldom comes back to the same key
+// soon, so an outage that ends in a failure (Open) is a lower bound: the
+// key was unavailable at least that long, and when it came back is not
+// known.
 type Outage struct {
 	Key    uint32        `json:"key"`
 	From   time.Duration `json:"from_ns"`
 	To     time.Duration `json:"to_ns"`
 	Ops    int           `json:"ops"`              // operations in it
 	Failed int           `json:"failed"`           // of which failed
-	Open   bool          `json:"open,omitempty"`   // no success on the key after a failure: the end is a lower bound
+	Open   bool          `json:"open,omitempty"`   // its last operation failed: the length is a lower bound
 	Moving bool          `json:"moving,omitempty"` // the key changes owner in the change it overlaps
 }
 
@@ -181,29 +180,22 @@ func Outages(ops []Op, threshold, from, to time.Duration) []Outage {
 		}
 		for _, o := range kops {
 			failed := o.Class != classOK
-			slow := failed || o.latency() >= threshold
-			if cur != nil && o.Start > cur.To && !cur.Open {
+			if !failed && o.latency() < threshold {
+				continue // served quickly: not part of an outage
+			}
+			if cur != nil && o.Start > cur.To {
 				flush()
 			}
-			switch {
-			case cur == nil && !slow:
-				continue
-			case cur == nil:
+			if cur == nil {
 				cur = &Outage{Key: key, From: o.Start, To: o.End}
-			case cur.Open && !failed && o.Start >= cur.From:
-				// The first success after a failure ends the outage.
-				cur.To, cur.Open = max(cur.To, o.End), false
-				cur.Ops++
-				continue
-			case !slow:
-				continue // a quick success inside a slow operation's span
-			default:
-				cur.To = max(cur.To, o.End)
 			}
+			if o.End >= cur.To {
+				cur.Open = failed
+			}
+			cur.To = max(cur.To, o.End)
 			cur.Ops++
 			if failed {
 				cur.Failed++
-				cur.Open = true
 			}
 		}
 		flush()

@@ -82,18 +82,21 @@ func TestOutagesMergeOverlappingSlowOpsOnOneKey(t *testing.T) {
 	}
 }
 
-func TestOutageOfAFailureLastsUntilTheNextSuccess(t *testing.T) {
+func TestOutageEndingInAFailureIsALowerBound(t *testing.T) {
 	ops := []Op{
-		op(1, 0, 50*ms, classUnavailable),   // quick failure opens it
-		op(1, 60*ms, 70*ms, classTimeout),   // another failure
-		op(1, 800*ms, 810*ms, classOK),      // first success after: closes at 810ms
-		op(1, 900*ms, 905*ms, classOK),      // normal again
-		op(2, 100*ms, 900*ms, classTimeout), // never succeeds again: open, ends with itself
+		op(1, 0, 50*ms, classUnavailable), // a quick failure is an outage
+		op(1, 40*ms, 70*ms, classTimeout), // overlapping failure: merged
+		op(1, 800*ms, 810*ms, classOK),    // served: not an outage
+		op(2, 100*ms, 900*ms, classTimeout),
+		op(2, 200*ms, 300*ms, classOK), // slow success inside: merged, still open
+		op(3, 0, 500*ms, classTimeout),
+		op(3, 100*ms, 600*ms, classOK), // a slow success ends it last: closed
 	}
-	got := Outages(ops, time.Second, 0, time.Second)
+	got := Outages(ops, 100*ms, 0, time.Second)
 	want := []Outage{
-		{Key: 1, From: 0, To: 810 * ms, Ops: 3, Failed: 2},
-		{Key: 2, From: 100 * ms, To: 900 * ms, Ops: 1, Failed: 1, Open: true},
+		{Key: 2, From: 100 * ms, To: 900 * ms, Ops: 2, Failed: 1, Open: true},
+		{Key: 3, From: 0, To: 600 * ms, Ops: 2, Failed: 1},
+		{Key: 1, From: 0, To: 70 * ms, Ops: 2, Failed: 2, Open: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -200,5 +203,20 @@ func TestGroupDigits(t *testing.T) {
 		if got := fmtInt(in); got != want {
 			t.Errorf("fmtInt(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestOpsRoundTripThroughTheirFile(t *testing.T) {
+	ops := []Op{op(1, 2, 3, classOK), {Start: 5 * time.Second, End: 6 * time.Second, Key: 1 << 30, Kind: kindPut, Class: classTimeout}}
+	path := t.TempDir() + "/ops.bin"
+	if err := saveOps(path, ops); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadOps(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ops) || got[0] != ops[0] || got[1] != ops[1] {
+		t.Errorf("got %+v, want %+v", got, ops)
 	}
 }

@@ -52,7 +52,7 @@ func main() {
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   bench-reshard run [-keys 1000000] [-clients 100] [-steady 30s] [-remove g1] [-bin bin] [-work .bench/reshard] [-doc docs/benchmarks.md] [-plot docs/bench/reshard.png] [-json docs/bench/reshard.json]
-  bench-reshard render [-json docs/bench/reshard.json] [-doc ...] [-plot ...]
+  bench-reshard render [-json docs/bench/reshard.json] [-ops .bench/reshard/ops.bin] [-doc ...] [-plot ...]
 Run "bench-reshard run -h" for the flags.
 `)
 	os.Exit(2)
@@ -106,6 +106,7 @@ func runCmd(args []string) error {
 func renderCmd(args []string) error {
 	fs := flag.NewFlagSet("render", flag.ExitOnError)
 	out := outputFlags(fs)
+	opsPath := fs.String("ops", "", "analyse again from the operations a run kept (e.g. .bench/reshard/ops.bin)")
 	_ = fs.Parse(args)
 	b, err := os.ReadFile(out.json)
 	if err != nil {
@@ -115,7 +116,21 @@ func renderCmd(args []string) error {
 	if err := json.Unmarshal(b, &res); err != nil {
 		return fmt.Errorf("%s: %w", out.json, err)
 	}
-	out.json = "" // do not rewrite what we read
+	if *opsPath == "" {
+		out.json = "" // do not rewrite what we read
+		return emit(&res, out)
+	}
+	ops, err := loadOps(*opsPath)
+	if err != nil {
+		return err
+	}
+	for _, ch := range res.Changes {
+		if ch.Record != nil {
+			ch.Minimal, ch.moving, ch.Share = minimalMove(*ch.Record, res.Keys, res.KeySize)
+		}
+	}
+	res.Summaries = nil
+	analyse(&res, ops)
 	return emit(&res, out)
 }
 

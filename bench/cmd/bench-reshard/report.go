@@ -84,6 +84,16 @@ func section(res *Results, plotRel string) string {
 		row("the command (agents started / stopped included)", func(s Summary) string { return fmtDur(s.Command) })
 		row("the change, recorded → done", func(s Summary) string { return fmtDur(s.Recorded) })
 		row("phases", func(s Summary) string { return phasesText(s.Phases) })
+		row("the load by phase: p99, failed", func(s Summary) string {
+			var out []string
+			for _, p := range s.Phases {
+				if p.Name == "done" || p.Load.Ops == 0 {
+					continue
+				}
+				out = append(out, fmt.Sprintf("%s %s, %d", p.Name, fmtDur(p.Load.Latency.P99), p.Load.Failed()))
+			}
+			return strings.Join(out, "; ")
+		})
 		row("migration, copy → done", func(s Summary) string {
 			return fmt.Sprintf("%s: **%s keys/s**, %s MB/s", fmtDur(s.Migration), fmtF(s.KeysPerSec, 0), fmtF(s.MBPerSec, 1))
 		})
@@ -106,7 +116,7 @@ func section(res *Results, plotRel string) string {
 		row("longest a key was unavailable (moving key / staying key)", func(s Summary) string {
 			return fmt.Sprintf("**%s** (%s / %s)", fmtDur(s.Longest), fmtDur(s.LongestMoving), fmtDur(s.LongestStill))
 		})
-		row(fmt.Sprintf("keys unavailable ≥ %v / > 1 s (of which failed, not retried: end unknown)", res.Threshold), func(s Summary) string {
+		row(fmt.Sprintf("keys unavailable ≥ %v / > 1 s (of which ending in a failure: a lower bound)", res.Threshold), func(s Summary) string {
 			return fmt.Sprintf("%d / %d (%d)", s.OutagesOver, s.OutagesOver1s, s.OutagesOpen)
 		})
 		row("operations during the change: all / over 1 s", func(s Summary) string {

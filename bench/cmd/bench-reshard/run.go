@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -312,6 +313,9 @@ func run(o options) (*Results, error) {
 	}
 
 	ops := l.all()
+	if err := saveOps(filepath.Join(o.Work, "ops.bin"), ops); err != nil {
+		logf("keeping the operations: %v", err)
+	}
 	logf("analysing %d operations", len(ops))
 	analyse(res, ops)
 	moving, other := counter.counts(len(res.Series))
@@ -606,4 +610,33 @@ func saveLogs(dir, to string) {
 		_ = os.WriteFile(filepath.Join(to, n.ID+".log"), b, 0o644)
 	}
 	logf("agents' logs kept in %s", to)
+}
+
+// saveOps writes every operation (24 bytes each, little endian) so that
+// `bench-reshard render -ops` can analyse the run again.
+func saveOps(path string, ops []Op) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := binary.Write(w, binary.LittleEndian, ops); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	logf("operations kept in %s", path)
+	return f.Close()
+}
+
+func loadOps(path string) ([]Op, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ops := make([]Op, len(b)/binary.Size(Op{}))
+	return ops, binary.Read(bytes.NewReader(b), binary.LittleEndian, ops)
 }

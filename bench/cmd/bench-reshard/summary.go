@@ -28,7 +28,7 @@ type Summary struct {
 	Outages       []Outage      `json:"outages"` // longest first, at most 10
 	OutagesOver   int           `json:"outages_over_threshold"`
 	OutagesOver1s int           `json:"outages_over_1s"`
-	OutagesOpen   int           `json:"outages_open"` // a failure with no later success on the key: length is a lower bound
+	OutagesOpen   int           `json:"outages_open"` // ending in a failure: the length is a lower bound
 	Longest       time.Duration `json:"longest_ns"`
 	LongestMoving time.Duration `json:"longest_moving_ns"` // on a key that changes owner
 	LongestStill  time.Duration `json:"longest_still_ns"`  // on a key that stays
@@ -41,6 +41,8 @@ type PhaseTook struct {
 	Name string        `json:"name"`
 	At   time.Duration `json:"at_ns"`
 	Took time.Duration `json:"took_ns"`
+	// Load is the load's operations sent during the phase.
+	Load Window `json:"load"`
 }
 
 // Goal is one bound of issue 11 and whether the run met it.
@@ -65,6 +67,7 @@ func summarise(ch *change, ops []Op, threshold time.Duration) Summary {
 		pt := PhaseTook{Name: p.Name, At: p.At}
 		if i+1 < len(ch.Phases) {
 			pt.Took = ch.Phases[i+1].At - p.At
+			pt.Load = WindowOf(ops, p.At, ch.Phases[i+1].At)
 		}
 		s.Phases = append(s.Phases, pt)
 	}
