@@ -126,6 +126,12 @@ func renderCmd(args []string) error {
 	}
 	for _, ch := range res.Changes {
 		if ch.Record != nil {
+			// Runs before the fix of fixTimes kept a bad end.
+			if ch.Record.FinishedAt == 0 {
+				if t0, ok := loadStart(ch); ok {
+					ch.fixTimes(t0)
+				}
+			}
 			ch.Minimal, ch.moving, ch.Share = minimalMove(*ch.Record, res.Keys, res.KeySize)
 		}
 	}
@@ -164,4 +170,18 @@ func emit(res *Results, out *outputs) error {
 // arguments.
 func commandLine() (via, args string) {
 	return os.Getenv("BENCH_RESHARD_VIA"), "bench-reshard " + strings.Join(os.Args[1:], " ")
+}
+
+// loadStart recovers when the load began from a change whose record has
+// a start time.
+func loadStart(ch *change) (time.Time, bool) {
+	if ch.Record == nil || ch.Record.StartedAt == 0 {
+		return time.Time{}, false
+	}
+	for _, p := range ch.Phases {
+		if p.Name == "prepare" {
+			return time.UnixMilli(ch.Record.StartedAt).Add(-p.At), true
+		}
+	}
+	return time.Time{}, false
 }

@@ -259,9 +259,8 @@ func run(o options) (*Results, error) {
 			return fmt.Errorf("%s: the final record names no group:\n%s", kind, out)
 		}
 		ch.Group, ch.Record = rec.Group, &rec
-		ch.Start = since(time.UnixMilli(rec.StartedAt))
-		ch.End = since(time.UnixMilli(rec.FinishedAt))
 		ch.Phases = w.phases(rec.To.Epoch)
+		ch.fixTimes(l.t0)
 		if ch.After, err = keyCounts(admin, dir); err != nil {
 			return err
 		}
@@ -297,6 +296,7 @@ func run(o options) (*Results, error) {
 		for _, ch := range res.Changes {
 			if ch.Record != nil {
 				ch.Phases = mergePhases(ch.Phases, logPhases[ch.Record.To.Epoch])
+				ch.fixTimes(l.t0)
 			}
 		}
 	}
@@ -639,4 +639,26 @@ func loadOps(path string) ([]Op, error) {
 	}
 	ops := make([]Op, len(b)/binary.Size(Op{}))
 	return ops, binary.Read(bytes.NewReader(b), binary.LittleEndian, ops)
+}
+
+// fixTimes sets the change's start and end from its record, else from
+// the phases seen (prepare, done): when a change removes the coordinator,
+// carpkvctl may print the last record it saw with the phase set to done
+// and no finish time.
+func (ch *change) fixTimes(t0 time.Time) {
+	ch.Start, ch.End = 0, 0
+	if ch.Record != nil && ch.Record.StartedAt > 0 {
+		ch.Start = time.UnixMilli(ch.Record.StartedAt).Sub(t0)
+	}
+	if ch.Record != nil && ch.Record.FinishedAt > 0 {
+		ch.End = time.UnixMilli(ch.Record.FinishedAt).Sub(t0)
+	}
+	for _, p := range ch.Phases {
+		switch {
+		case p.Name == "prepare" && ch.Start == 0:
+			ch.Start = p.At
+		case p.Name == "done" && ch.End == 0:
+			ch.End = p.At
+		}
+	}
 }
