@@ -69,7 +69,6 @@ type load struct {
 	timeout   time.Duration
 	t0        time.Time
 
-	mu   sync.Mutex
 	ops  [][]Op // one slice per worker
 	done atomic.Int64
 	errs atomic.Int64
