@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools bench-reshard
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,18 @@ bench-tools: build ## build bin/etcd (pinned in bench/go.mod), bin/etcd-benchmar
 
 bench-compare: bench-tools ## carpkv vs etcd side by side, etcd also under its own benchmark tool (~10 min): writes docs/benchmarks.md and docs/bench/*.png
 	$(BIN)/bench-compare run -bin $(BIN) -work .bench -doc docs/benchmarks.md -plots docs/bench $(BENCH_FLAGS)
+
+# A ring change under load (issue 11; docs/benchmarks.md, "Ring changes"):
+# a fresh local 3×3 cluster with RESHARD_KEYS keys, 100 clients 90/10, add
+# g4 then remove g1. RESHARD_FLAGS passes more flags to `bench-reshard run`,
+# e.g. RESHARD_KEYS=200000 RESHARD_FLAGS="-steady 20s".
+RESHARD_KEYS ?= 1000000
+RESHARD_FLAGS ?=
+bench-reshard: build ## a group added then removed under a 100-client load: keys moved, unavailability, p99, rate (RESHARD_KEYS= RESHARD_FLAGS=)
+	cd bench && $(GO) build -o ../$(BIN)/bench-reshard ./cmd/bench-reshard
+	BENCH_RESHARD_VIA='make bench-reshard RESHARD_KEYS=$(RESHARD_KEYS)$(if $(RESHARD_FLAGS), RESHARD_FLAGS="$(RESHARD_FLAGS)")' \
+	  $(BIN)/bench-reshard run -bin $(BIN) -work .bench/reshard -keys $(RESHARD_KEYS) \
+	  -doc docs/benchmarks.md -plot docs/bench/reshard.png -json docs/bench/reshard.json $(RESHARD_FLAGS)
 
 carp-report: ## CARP balance/weights/movement report, 1e6 keys, vs ketama and jump
 	$(GO) run ./carp/cmd/carp-report
