@@ -28,10 +28,24 @@ type changeRun struct {
 	live    *wire.RingChangeStatus // the record with in-flight progress, while running
 	lastErr string
 	client  *http.Client
+	// rounds keeps where each source's interrupted copy round stopped, so
+	// a retry by this leader goes on from there rather than from the first
+	// key (a new leader starts the round again from the recorded
+	// watermark, which is as correct and only slower).
+	rounds map[string]roundPos
 }
 
-// Cleanup drops at most this many keys per entry.
-const cleanupLimit = 10_000
+// roundPos is where a copy round of one source stands.
+type roundPos struct {
+	since, watermark uint64
+	final            bool
+	cursor           string
+}
+
+// Cleanup drops at most this many keys per entry: one entry is one bbolt
+// transaction on the source's apply path, and 10,000 deletions stalled a
+// loaded source's writes for seconds (docs/benchmarks.md, "Ring changes").
+const cleanupLimit = 1000
 
 func (r *Runner) moveClient() *http.Client {
 	r.change.mu.Lock()
@@ -143,13 +157,17 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 		ch.Phase, ch.PhaseAt = a.Phase, now
 		if a.Phase == wire.PhaseDone {
 			ch.FinishedAt = now
-			if next := Coordinator(to, nil); next != r.cfg.Group {
-				// This group leaves the ring: the next coordinator keeps
-				// the record of the change for status.
-				req := wire.MoveStepRequest{Step: wire.StepHandover, From: ch.From, To: ch.To, Record: &ch}
-				if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(next, states), wire.PathMoveStep, "application/json", mustJSON(req), nil); err != nil {
-					return fmt.Errorf("handing the change record over to group %s: %w", next, err)
-				}
+		}
+		if next := Coordinator(to, nil); a.Phase == wire.PhaseFinish && next != r.cfg.Group {
+			// This group leaves the ring: before the groups forget the
+			// change (after which they no longer point status requests
+			// here), the next coordinator keeps the record, as done: the
+			// keys have moved and the sources are clean.
+			rec := ch
+			rec.Phase, rec.FinishedAt = wire.PhaseDone, now
+			req := wire.MoveStepRequest{Step: wire.StepHandover, From: ch.From, To: ch.To, Record: &rec}
+			if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(next, states), wire.PathMoveStep, "application/json", mustJSON(req), nil); err != nil {
+				return fmt.Errorf("handing the change record over to group %s: %w", next, err)
 			}
 		}
 		if err := r.node.ChangeLog(ctx, ch); err != nil {
@@ -277,7 +295,26 @@ func (r *Runner) copyRound(ctx context.Context, ch *wire.RingChangeStatus, g str
 			req.Dests[d.ID] = r.groupAddrs(d.ID, states)
 		}
 	}
-	for first := true; ; first = false {
+	key := fmt.Sprintf("%d/%s", ch.To.Epoch, g)
+	first := true
+	r.change.mu.Lock()
+	if pos, ok := r.change.rounds[key]; ok && pos.since == since && pos.final == final {
+		req.Cursor, out.watermark, first = pos.cursor, pos.watermark, false
+	}
+	r.change.mu.Unlock()
+	save := func(cursor string) {
+		r.change.mu.Lock()
+		defer r.change.mu.Unlock()
+		if r.change.rounds == nil {
+			r.change.rounds = map[string]roundPos{}
+		}
+		if cursor == "" {
+			delete(r.change.rounds, key)
+			return
+		}
+		r.change.rounds[key] = roundPos{since: since, watermark: out.watermark, final: final, cursor: cursor}
+	}
+	for ; ; first = false {
 		var res wire.MoveExportResult
 		if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveExport, "application/json", mustJSON(req), &res); err != nil {
 			out.err = fmt.Errorf("copying from group %s: %w", g, err)
@@ -291,6 +328,7 @@ func (r *Runner) copyRound(ctx context.Context, ch *wire.RingChangeStatus, g str
 			out.sent += p.Keys
 			progress(p)
 		}
+		save(res.Cursor)
 		if res.Cursor == "" {
 			out.sealed = res.Sealed
 			return out

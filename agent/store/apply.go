@@ -271,7 +271,9 @@ func (b *batch) put(c Command, res *Result) error {
 	}
 	b.m.dataBytes += uint64(len(c.Key) + len(c.Value))
 	res.Version = b.m.clock
-	return nil
+	// A write to a key that leaves this group in a ring change is logged,
+	// so copy rounds after the first read only what changed.
+	return b.logLeaving(c.Key, b.m.clock, false)
 }
 
 func (b *batch) delete(c Command, res *Result) error {
@@ -303,16 +305,9 @@ func (b *batch) delete(c Command, res *Result) error {
 	b.m.keys--
 	b.m.dataBytes -= size
 	res.Version = cur
-	if b.leaving(c.Key) {
-		// The delete moves with the key: the new owner must not keep an
-		// older copy of it (nothing resurrected).
-		tombs, err := b.tombs()
-		if err != nil {
-			return err
-		}
-		return tombs.Put(c.Key, u64(b.m.clock))
-	}
-	return nil
+	// The delete moves with the key: the new owner must not keep an older
+	// copy of it (nothing resurrected).
+	return b.logLeaving(c.Key, b.m.clock, true)
 }
 
 func (b *batch) registerNode(c Command, res *Result) error {

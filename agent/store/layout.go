@@ -18,9 +18,13 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketNodes   = []byte("nodes")
 	bucketRemoved = []byte("removed")
-	// bucketMoveTombs exists during a ring change only: key -> version of
-	// its deletion, for deleted keys that move (move.go).
+	// bucketMoveTombs exists during a ring change only, in a group that
+	// receives keys: key -> version of the deletion it imported (move.go).
 	bucketMoveTombs = []byte("move_tombs")
+	// bucketMoveLog exists during a ring change only, in a group that gives
+	// keys away: leaving key -> version of its last write since the change
+	// was prepared and whether that write deleted it (move.go).
+	bucketMoveLog = []byte("move_log")
 
 	metaFormat       = []byte("format")
 	metaAppliedIndex = []byte("applied_index")

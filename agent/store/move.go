@@ -174,6 +174,27 @@ func (b *batch) tombs() (*bolt.Bucket, error) {
 	return b.tx.CreateBucketIfNotExists(bucketMoveTombs)
 }
 
+// logLeaving records in the move log a write (at version; deleted: a
+// delete) of key if key leaves this group in the change in progress.
+func (b *batch) logLeaving(key []byte, version uint64, deleted bool) error {
+	if !b.leaving(key) {
+		return nil
+	}
+	log, err := b.tx.CreateBucketIfNotExists(bucketMoveLog)
+	if err != nil {
+		return err
+	}
+	return log.Put(key, append(u64(version), boolByte(deleted)))
+}
+
+// decodeLogEntry reads a move log value.
+func decodeLogEntry(k, v []byte) (version uint64, deleted bool, err error) {
+	if len(v) != 9 || v[8] > 1 {
+		return 0, false, fmt.Errorf("store: corrupt move log entry of %q", k)
+	}
+	return binary.BigEndian.Uint64(v), v[8] == 1, nil
+}
+
 func (b *batch) saveMove(mv *move) error {
 	if mv == nil {
 		b.move = nil
@@ -385,9 +406,11 @@ func (b *batch) moveFinish(a MoveArgs, res *Result) error {
 		res.Err = fmt.Errorf("%w: group %s has not adopted epoch %d", ErrMoveNotReady, b.group, a.To.Epoch)
 		return nil
 	}
-	if b.tx.Bucket(bucketMoveTombs) != nil {
-		if err := b.tx.DeleteBucket(bucketMoveTombs); err != nil {
-			return err
+	for _, name := range [][]byte{bucketMoveTombs, bucketMoveLog} {
+		if b.tx.Bucket(name) != nil {
+			if err := b.tx.DeleteBucket(name); err != nil {
+				return err
+			}
 		}
 	}
 	return b.saveMove(nil)
@@ -613,18 +636,22 @@ type ExportChunk struct {
 	Next    []byte
 }
 
-// Export cursors name the bucket the walk is in: kv first, then the
-// tombstones.
+// Export cursors name the walk a round is in: the whole kv bucket (the
+// first round), then the move log.
 const (
-	cursorKV    = 'k'
-	cursorTombs = 't'
+	cursorKV  = 'k'
+	cursorLog = 'l'
 )
 
 // ExportScan reads, in one short read transaction, the keys this group
-// hands to other groups in its change to epoch to: those with a version
-// above since (values from kv, deletions from the tombstones), from after
-// cursor, until about maxBytes of records or maxScan keys looked at. The
-// caller sends them and asks again from Next.
+// hands to other groups in its change to epoch to, from after cursor,
+// until about maxBytes of records or maxScan keys looked at; the caller
+// sends them and asks again from Next. The first round (since 0) walks
+// every key, then the move log for the deletions; a later round walks only
+// the move log (every write of a leaving key since the change was
+// prepared) for what has a version above since, so the final round, which
+// runs while the leaving keys are refused, costs what changed since the
+// last round, not the size of the group.
 //
 // Reading the local state is enough: a round may miss writes applied
 // meanwhile, and the next round (since = this round's first Clock) picks
@@ -643,20 +670,23 @@ func (s *Store) ExportScan(to, since uint64, cursor []byte, maxBytes, maxScan in
 			return err
 		}
 		out.Clock = m.clock
-		phase, after := byte(cursorKV), []byte(nil)
-		if len(cursor) > 0 {
-			phase, after = cursor[0], cursor[1:]
+		walks := []byte{cursorKV, cursorLog}
+		if since > 0 {
+			walks = walks[1:]
 		}
+		var after []byte
+		if len(cursor) > 0 {
+			if i := bytes.IndexByte(walks, cursor[0]); i >= 0 {
+				walks, after = walks[i:], cursor[1:]
+			}
+		}
+		kv := tx.Bucket(bucketKV)
 		size, scanned := 0, 0
-		for _, p := range []byte{cursorKV, cursorTombs} {
-			if p < phase && phase == cursorTombs {
-				continue
+		for _, w := range walks {
+			bk := kv
+			if w == cursorLog {
+				bk = tx.Bucket(bucketMoveLog)
 			}
-			name := bucketKV
-			if p == cursorTombs {
-				name = bucketMoveTombs
-			}
-			bk := tx.Bucket(name)
 			if bk == nil {
 				after = nil
 				continue
@@ -669,51 +699,59 @@ func (s *Store) ExportScan(to, since uint64, cursor []byte, maxBytes, maxScan in
 					k, v = c.Next()
 				}
 			}
+			var last []byte
 			for ; k != nil; k, v = c.Next() {
 				if size >= maxBytes || scanned >= maxScan {
-					out.Next = append([]byte{p}, k...)
-					// Resume at k itself: the cursor means "after", so
-					// name the key before it.
-					if pk, _ := c.Prev(); pk != nil {
-						out.Next = append([]byte{p}, pk...)
-					} else {
-						out.Next = []byte{p}
-					}
+					// Resume after the last key looked at.
+					out.Next = append([]byte{w}, last...)
 					return nil
 				}
 				scanned++
+				last = k
 				dest := mv.to.Owner(k)
 				if dest == group || mv.from.Owner(k) != group {
 					continue
 				}
-				var r ImportRecord
-				if p == cursorKV {
-					ver, val, err := decodeRecord(v)
-					if err != nil {
-						return err
-					}
-					if ver <= since {
-						continue
-					}
-					r = ImportRecord{Key: bytes.Clone(k), Version: ver, Value: bytes.Clone(val)}
-				} else {
-					if len(v) != 8 {
-						return fmt.Errorf("store: corrupt tombstone of %q", k)
-					}
-					ver := binary.BigEndian.Uint64(v)
-					if ver <= since {
-						continue
-					}
-					r = ImportRecord{Key: bytes.Clone(k), Version: ver, Deleted: true}
+				r, ok, err := exportRecord(kv, w, k, v, since)
+				if err != nil {
+					return err
 				}
-				out.Records[dest] = append(out.Records[dest], r)
-				size += len(r.Key) + len(r.Value) + 16
+				if ok {
+					out.Records[dest] = append(out.Records[dest], r)
+					size += len(r.Key) + len(r.Value) + 16
+				}
 			}
 			after = nil
 		}
 		return nil
 	})
 	return out, err
+}
+
+// exportRecord is the record to send for key k met in walk w (v its value
+// there), if it changed after since. In the kv walk that is its value; in
+// the move log a deletion, or (after the first round) its current value.
+func exportRecord(kv *bolt.Bucket, w byte, k, v []byte, since uint64) (ImportRecord, bool, error) {
+	if w == cursorLog {
+		ver, deleted, err := decodeLogEntry(k, v)
+		if err != nil || ver <= since {
+			return ImportRecord{}, false, err
+		}
+		if deleted {
+			return ImportRecord{Key: bytes.Clone(k), Version: ver, Deleted: true}, true, nil
+		}
+		if since == 0 {
+			return ImportRecord{}, false, nil // the kv walk sent its value
+		}
+		if v = kv.Get(k); v == nil {
+			return ImportRecord{}, false, nil
+		}
+	}
+	ver, val, err := decodeRecord(v)
+	if err != nil || ver <= since {
+		return ImportRecord{}, false, err
+	}
+	return ImportRecord{Key: bytes.Clone(k), Version: ver, Value: bytes.Clone(val)}, true, nil
 }
 
 // Move returns this group's part in the ring change in progress, if any.
