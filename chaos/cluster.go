@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // Ports every agent listens on, each container having its own address.
@@ -65,7 +68,10 @@ func (a *Agent) setState(s agentState) {
 
 // ClusterConfig shapes the cluster under test.
 type ClusterConfig struct {
-	Groups, Replicas int
+	// Groups form the first ring; Standby more groups are started once
+	// it is committed, with the same --expect-groups, so they form and
+	// wait outside the ring for a ring change to add them (g<Groups+1>...).
+	Groups, Standby, Replicas int
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
 	// Dir receives the agents' data dirs and the logs of removed agents.
@@ -90,6 +96,7 @@ type Cluster struct {
 	agents []*Agent // every agent ever started, removed ones included
 	nextIP int
 	nextN  map[string]int
+	ring   wire.RingSpec // the committed ring as the harness last learnt it
 }
 
 // StartCluster creates the network, the firewall chain and the containers
@@ -120,21 +127,117 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 			all = append(all, c.newAgent(fmt.Sprintf("g%d", g)))
 		}
 	}
-	for _, a := range all {
-		args := []string{fmt.Sprintf("--bootstrap-expect=%d", cfg.Replicas)}
-		for _, o := range all {
+	if err := c.startFresh(ctx, all, all); err != nil {
+		return c, err
+	}
+	if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
+		return c, fmt.Errorf("cluster did not form: %w", err)
+	}
+	ring, err := c.Ring(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.SetRing(specOf(ring))
+	// The standby groups start once the first ring is committed: the
+	// first ring takes the first groups with a leader that gossip shows,
+	// so a standby group started with the others could take the place
+	// of a slower one.
+	if cfg.Standby > 0 {
+		var standby []*Agent
+		for g := cfg.Groups + 1; g <= cfg.Groups+cfg.Standby; g++ {
+			for r := 1; r <= cfg.Replicas; r++ {
+				standby = append(standby, c.newAgent(fmt.Sprintf("g%d", g)))
+			}
+		}
+		if err := c.startFresh(ctx, standby, c.Agents(false)); err != nil {
+			return c, err
+		}
+		if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
+			return c, fmt.Errorf("the standby groups did not form: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// startFresh starts agents with empty data dirs, bootstrapping their
+// groups by gossip (--bootstrap-expect), joining the pool through peers.
+func (c *Cluster) startFresh(ctx context.Context, agents, peers []*Agent) error {
+	for _, a := range agents {
+		args := []string{fmt.Sprintf("--bootstrap-expect=%d", c.cfg.Replicas)}
+		for _, o := range peers {
 			if o != a {
 				args = append(args, "--retry-join", o.Gossip())
 			}
 		}
 		if err := c.run(ctx, a, args); err != nil {
-			return c, err
+			return err
 		}
 	}
-	if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
-		return c, fmt.Errorf("cluster did not form: %w", err)
+	return nil
+}
+
+// RecycleGroup does what an operator does to reuse the machines of a
+// group removed from the ring (whose agents act under the ring that
+// removed them, so it cannot be added again): it stops its agents
+// (SIGTERM: they leave the gossip pool), removes them with their data,
+// and starts the group again as fresh agents (new containers, addresses,
+// node IDs, empty data dirs), which form a standby group.
+func (c *Cluster) RecycleGroup(ctx context.Context, group string) ([]*Agent, error) {
+	old := c.Members(group)
+	if err := parallel(old, func(a *Agent) error {
+		if err := c.Stop(ctx, a); err != nil {
+			return err
+		}
+		return c.Destroy(ctx, a)
+	}); err != nil {
+		return nil, err
 	}
-	return c, nil
+	for _, a := range old {
+		_ = os.RemoveAll(a.DataDir)
+	}
+	var fresh []*Agent
+	for range old {
+		fresh = append(fresh, c.newAgent(group))
+	}
+	if err := c.startFresh(ctx, fresh, c.Agents(false)); err != nil {
+		return fresh, err
+	}
+	_, err := c.WaitLeader(ctx, group, 60*time.Second)
+	return fresh, err
+}
+
+// SetRing records the committed ring.
+func (c *Cluster) SetRing(spec wire.RingSpec) {
+	c.mu.Lock()
+	c.ring = spec
+	c.mu.Unlock()
+}
+
+// CurrentRing is the committed ring as the harness last learnt it.
+func (c *Cluster) CurrentRing() wire.RingSpec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ring
+}
+
+// RingGroups lists the groups of the committed ring, sorted.
+func (c *Cluster) RingGroups() []string {
+	r := c.CurrentRing()
+	if r.Epoch == 0 {
+		out := c.Groups()
+		return out[:c.cfg.Groups]
+	}
+	return ringGroups(r)
+}
+
+// inRing reports whether group is in the committed ring, and the epoch
+// its members must have applied (at least 1 before the ring is known).
+func (c *Cluster) inRing(group string) (bool, uint64) {
+	r := c.CurrentRing()
+	if r.Epoch == 0 {
+		return slices.Contains(c.RingGroups(), group), 1
+	}
+	return slices.Contains(ringGroups(r), group), r.Epoch
 }
 
 // newAgent allocates the next address and node ID of group.
@@ -255,10 +358,10 @@ func idLess(a, b string) bool {
 	return a < b
 }
 
-// Groups returns the group IDs, sorted.
+// Groups returns the group IDs, standby groups included, sorted.
 func (c *Cluster) Groups() []string {
 	var out []string
-	for g := 1; g <= c.cfg.Groups; g++ {
+	for g := 1; g <= c.cfg.Groups+c.cfg.Standby; g++ {
 		out = append(out, fmt.Sprintf("g%d", g))
 	}
 	return out
