@@ -161,19 +161,18 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 
 // startFresh starts agents with empty data dirs, bootstrapping their
 // groups by gossip (--bootstrap-expect), joining the pool through peers.
+// The containers start in parallel: docker run takes seconds on a busy
+// machine.
 func (c *Cluster) startFresh(ctx context.Context, agents, peers []*Agent) error {
-	for _, a := range agents {
+	return parallel(agents, func(a *Agent) error {
 		args := []string{fmt.Sprintf("--bootstrap-expect=%d", c.cfg.Replicas)}
 		for _, o := range peers {
 			if o != a {
 				args = append(args, "--retry-join", o.Gossip())
 			}
 		}
-		if err := c.run(ctx, a, args); err != nil {
-			return err
-		}
-	}
-	return nil
+		return c.run(ctx, a, args)
+	})
 }
 
 // RecycleGroup does what an operator does to reuse the machines of a

@@ -177,8 +177,13 @@ func (c *Cluster) Self(ctx context.Context, a *Agent) (wire.AgentInfo, error) {
 // poll calls cond every 50 ms until it returns nil, timeout passes or ctx
 // ends, and then returns cond's last error.
 func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	return pollEvery(ctx, timeout, 50*time.Millisecond, cond)
+}
+
+// pollEvery is poll with another interval.
+func pollEvery(ctx context.Context, timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		err := cond()

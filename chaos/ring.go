@@ -151,6 +151,9 @@ func (t *Timeline) StableOwner(key string, call, ret int64) string {
 	}
 	owner := ""
 	for i, spec := range rings {
+		if len(spec.Groups) == 0 {
+			return "" // a change whose target the harness never learnt
+		}
 		o := t.ring(spec).Owner([]byte(key))
 		if i > 0 && o != owner {
 			return ""

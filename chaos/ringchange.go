@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/carpkv/carpkv/kvclient"
 	"github.com/carpkv/carpkv/kvclient/wire"
 )
@@ -203,7 +205,8 @@ func (n *Nemesis) change(ctx context.Context, stepN int, req wire.RingChangeRequ
 	from := n.c.CurrentRing()
 	target := from.Epoch + 1
 	rec = RingChangeRecord{N: stepN, Kind: req.Kind, Group: req.Group, From: from, Start: n.h.Now()}
-	if err := n.startChange(ctx, req, target); err != nil {
+	// The target ring as recorded, in case the change never completes.
+	if rec.To, err = n.startChange(ctx, req, target); err != nil {
 		return rec, "", err
 	}
 	if fault != nil {
@@ -244,15 +247,17 @@ func (n *Nemesis) change(ctx context.Context, stepN int, req wire.RingChangeRequ
 // refusals that time cures (a group without a leader yet, unavailable),
 // and recycling an added group that still acts under the ring that
 // removed it, as an operator would.
-func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, target uint64) error {
+func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, target uint64) (wire.RingSpec, error) {
+	var to wire.RingSpec
 	recycled := false
 	var fatal error
 	err := poll(ctx, changeStartTimeout, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_, err := n.admin.RingChange(cctx, req)
+		st, err := n.admin.RingChange(cctx, req)
 		switch {
 		case err == nil:
+			to = st.To
 			return nil
 		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "belongs to another ring") && !recycled:
 			n.log.Info("ring change refused: the group was removed before; recycling it as a fresh standby group", "group", req.Group, "err", err)
@@ -264,6 +269,10 @@ func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, t
 			return err
 		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "has no leader that answers"):
 			return err // a fresh group not visible yet
+		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "ring changes are coordinated by group"):
+			// kvclient picked the coordinator from an older ring (an
+			// agent that had not applied the last change answered first).
+			return err
 		case errors.Is(err, kvclient.ErrInvalidArgument):
 			fatal = fmt.Errorf("ring change %s %s refused: %w", req.Kind, req.Group, err)
 			return nil
@@ -272,18 +281,20 @@ func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, t
 		// be recorded already.
 		if st, serr := n.status(ctx); serr == nil {
 			if a := st.Active; a != nil && a.To.Epoch == target && a.Kind == req.Kind && a.Group == req.Group {
+				to = a.To
 				return nil
 			}
 			if l := st.Last; l != nil && l.To.Epoch == target && l.Kind == req.Kind && l.Group == req.Group {
+				to = l.To
 				return nil
 			}
 		}
 		return err
 	})
 	if fatal != nil {
-		return fatal
+		return to, fatal
 	}
-	return err
+	return to, err
 }
 
 func (n *Nemesis) status(ctx context.Context) (*wire.RingChangeAnswer, error) {
@@ -316,7 +327,7 @@ func (n *Nemesis) waitChange(ctx context.Context, target uint64, timeout time.Du
 // injects the fault, holds it and heals it.
 func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64) error {
 	seen := ""
-	_ = poll(ctx, 60*time.Second, func() error {
+	_ = pollEvery(ctx, 60*time.Second, 5*time.Millisecond, func() error {
 		st, err := n.status(ctx)
 		if err != nil {
 			return err
@@ -346,11 +357,11 @@ func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64) 
 			return err
 		}
 		f.targets = []string{l.ID}
-		freeze, thaw := n.c.Kill, n.c.Start
+		sig, thaw := unix.SIGKILL, n.c.Start
 		if f.pause {
-			freeze, thaw = n.c.SigStop, n.c.SigCont
+			sig, thaw = unix.SIGSTOP, n.c.SigCont
 		}
-		if err := freeze(ctx, l); err != nil {
+		if err := n.c.SignalNow(l, sig); err != nil {
 			return err
 		}
 		if err := hold(ctx, f.hold); err != nil {
@@ -362,7 +373,7 @@ func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64) 
 	case 3:
 		ms := n.c.Members(f.group)
 		f.targets = ids(ms)
-		if err := parallel(ms, func(a *Agent) error { return n.c.Kill(ctx, a) }); err != nil {
+		if err := parallel(ms, func(a *Agent) error { return n.c.SignalNow(a, unix.SIGKILL) }); err != nil {
 			return err
 		}
 		if err := hold(ctx, f.hold); err != nil {
