@@ -152,7 +152,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 		if err := c.startFresh(ctx, standby, c.Agents(false)); err != nil {
 			return c, err
 		}
-		if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
+		if err := c.WaitHealthy(ctx, 180*time.Second); err != nil {
 			return c, fmt.Errorf("the standby groups did not form: %w", err)
 		}
 	}

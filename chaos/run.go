@@ -196,9 +196,18 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	defer admin.Close()
 	probe := NewProber(pkv, h, probeKeys, 60*time.Second)
+	// A first acknowledged write to every group before the clients
+	// start (every attempt, answered or not, is in the history). On a busy
+	// machine a young group may still be electing: try for a while.
 	for _, g := range c.RingGroups() {
-		if o := probe.Write(ctx, g, 20*time.Second); o.Outcome != OutcomeOK {
-			return rep, fmt.Errorf("first write to group %s: %s %s", g, o.Outcome, o.Err)
+		var o Op
+		if err := poll(ctx, 90*time.Second, func() error {
+			if o = probe.Write(ctx, g, 20*time.Second); o.Outcome != OutcomeOK {
+				return fmt.Errorf("%s %s", o.Outcome, o.Err)
+			}
+			return nil
+		}); err != nil {
+			return rep, fmt.Errorf("first write to group %s: %w", g, err)
 		}
 	}
 
