@@ -97,6 +97,7 @@ type Cluster struct {
 	nextIP int
 	nextN  map[string]int
 	ring   wire.RingSpec // the committed ring as the harness last learnt it
+	groups []string      // the groups of running agents: g1.., recycled ones renamed
 }
 
 // StartCluster creates the network, the firewall chain and the containers
@@ -107,6 +108,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 	c = &Cluster{
 		cfg: cfg, log: cfg.Log, name: name, image: image, nextIP: 10, nextN: map[string]int{},
 		api: agentAPI{http: &http.Client{Timeout: 2 * time.Second}},
+	}
+	for g := 1; g <= cfg.Groups+cfg.Standby; g++ {
+		c.groups = append(c.groups, fmt.Sprintf("g%d", g))
 	}
 	defer func() {
 		if err != nil {
@@ -179,9 +183,15 @@ func (c *Cluster) startFresh(ctx context.Context, agents, peers []*Agent) error 
 // group removed from the ring (whose agents act under the ring that
 // removed them, so it cannot be added again): it stops its agents
 // (SIGTERM: they leave the gossip pool), removes them with their data,
-// and starts the group again as fresh agents (new containers, addresses,
-// node IDs, empty data dirs), which form a standby group.
-func (c *Cluster) RecycleGroup(ctx context.Context, group string) ([]*Agent, error) {
+// and starts them again as fresh agents (new containers, addresses,
+// node IDs, empty data dirs) of a new group, with an ID above every
+// other, which forms a standby group. It returns the new group's ID.
+//
+// Not under the old ID: a fresh group whose ID is the smallest of those
+// gossip shows commits a first ring of its own (the bug
+// TestChaosRemovedSmallestGroupComesBackAsStandby shows), so g1 could
+// never come back.
+func (c *Cluster) RecycleGroup(ctx context.Context, group string) (string, error) {
 	old := c.Members(group)
 	if err := parallel(old, func(a *Agent) error {
 		if err := c.Stop(ctx, a); err != nil {
@@ -189,20 +199,43 @@ func (c *Cluster) RecycleGroup(ctx context.Context, group string) ([]*Agent, err
 		}
 		return c.Destroy(ctx, a)
 	}); err != nil {
-		return nil, err
+		return "", err
 	}
 	for _, a := range old {
 		_ = os.RemoveAll(a.DataDir)
 	}
+	c.mu.Lock()
+	next := 0
+	for _, g := range c.groups {
+		var n int
+		if _, err := fmt.Sscanf(g, "g%d", &n); err == nil {
+			next = max(next, n+1)
+		}
+	}
+	renamed := fmt.Sprintf("g%d", next)
+	c.groups = append(slices.DeleteFunc(c.groups, func(g string) bool { return g == group }), renamed)
+	c.mu.Unlock()
+	return renamed, c.StartGroup(ctx, renamed, len(old))
+}
+
+// StartGroup starts a fresh group of n agents as a deployment would (the
+// cluster's --expect-groups, --bootstrap-expect, --retry-join): it forms
+// and waits outside the ring. It returns once the group has a leader.
+func (c *Cluster) StartGroup(ctx context.Context, group string, n int) error {
+	c.mu.Lock()
+	if !slices.Contains(c.groups, group) {
+		c.groups = append(c.groups, group)
+	}
+	c.mu.Unlock()
 	var fresh []*Agent
-	for range old {
+	for range n {
 		fresh = append(fresh, c.newAgent(group))
 	}
 	if err := c.startFresh(ctx, fresh, c.Agents(false)); err != nil {
-		return fresh, err
+		return err
 	}
 	_, err := c.WaitLeader(ctx, group, 60*time.Second)
-	return fresh, err
+	return err
 }
 
 // SetRing records the committed ring.
@@ -359,10 +392,18 @@ func idLess(a, b string) bool {
 
 // Groups returns the group IDs, standby groups included, sorted.
 func (c *Cluster) Groups() []string {
-	var out []string
-	for g := 1; g <= c.cfg.Groups+c.cfg.Standby; g++ {
-		out = append(out, fmt.Sprintf("g%d", g))
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := slices.Clone(c.groups)
+	slices.SortFunc(out, func(a, b string) int {
+		if idLess(a, b) {
+			return -1
+		}
+		if idLess(b, a) {
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 

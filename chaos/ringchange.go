@@ -71,7 +71,21 @@ func (n *Nemesis) ringChange(ctx context.Context, step Step, r *rand.Rand, ev *E
 			in = ringGroups(cur)
 			out = slices.DeleteFunc(n.c.Groups(), func(g string) bool { return slices.Contains(in, g) })
 		}
-		req = wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: out[0]}
+		g := out[0]
+		// A group removed earlier acts under the ring that removed it
+		// and is refused; an operator wipes its machines and brings them
+		// back as a fresh group.
+		if l, err := n.c.WaitLeader(ctx, g, 30*time.Second); err == nil {
+			if info, err := n.c.Self(ctx, l); err == nil && info.RingEpoch > 0 {
+				renamed, err := n.c.RecycleGroup(ctx, g)
+				if err != nil {
+					return fmt.Errorf("recycling %s: %w", g, err)
+				}
+				ev.Detail += fmt.Sprintf("%s (removed, at ring epoch %d) wiped and started again as the fresh standby group %s; ", g, info.RingEpoch, renamed)
+				g = renamed
+			}
+		}
+		req = wire.RingChangeRequest{Kind: wire.ChangeAddGroup, Group: g}
 	case RingRemoveGroup:
 		// Keep at least two groups serving.
 		if len(in) < 3 && len(out) > 0 {
@@ -243,13 +257,10 @@ func (n *Nemesis) change(ctx context.Context, stepN int, req wire.RingChangeRequ
 	return rec, "", nil
 }
 
-// startChange asks for req until the coordinator records it: retrying
-// refusals that time cures (a group without a leader yet, unavailable),
-// and recycling an added group that still acts under the ring that
-// removed it, as an operator would.
+// startChange asks for req until the coordinator records it, retrying
+// refusals that time cures (a group without a leader yet, unavailable).
 func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, target uint64) (wire.RingSpec, error) {
 	var to wire.RingSpec
-	recycled := false
 	var fatal error
 	err := poll(ctx, changeStartTimeout, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -259,14 +270,6 @@ func (n *Nemesis) startChange(ctx context.Context, req wire.RingChangeRequest, t
 		case err == nil:
 			to = st.To
 			return nil
-		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "belongs to another ring") && !recycled:
-			n.log.Info("ring change refused: the group was removed before; recycling it as a fresh standby group", "group", req.Group, "err", err)
-			recycled = true
-			if _, rerr := n.c.RecycleGroup(ctx, req.Group); rerr != nil {
-				fatal = fmt.Errorf("recycling %s: %w", req.Group, rerr)
-				return nil
-			}
-			return err
 		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "has no leader that answers"):
 			return err // a fresh group not visible yet
 		case errors.Is(err, kvclient.ErrInvalidArgument) && strings.Contains(err.Error(), "ring changes are coordinated by group"):
