@@ -132,7 +132,7 @@ func TestChaosRingChangeCoordinatorKilledMidChangeCompletes(t *testing.T) {
 	if err := parallel(append(g3, old), func(a *Agent) error { return c.Start(ctx, a) }); err != nil {
 		t.Fatal(err)
 	}
-	done, err := n.waitChange(ctx, 2, changeDoneTimeout)
+	done, err := n.waitChange(ctx, 2, changeDoneTimeout, &RingChangeRecord{})
 	if err != nil {
 		t.Fatalf("the change did not complete once g3 was back: %v", err)
 	}
@@ -197,7 +197,7 @@ func TestChaosRemovedSmallestGroupComesBackAsStandby(t *testing.T) {
 		if _, err := n.startChange(ctx, req, epoch); err != nil {
 			t.Fatal(err)
 		}
-		done, err := n.waitChange(ctx, epoch, changeDoneTimeout)
+		done, err := n.waitChange(ctx, epoch, changeDoneTimeout, &RingChangeRecord{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,6 +96,17 @@ type RingChangeRecord struct {
 	Pairs []wire.PairProgress `json:"pairs,omitempty"`
 	// MovedKeys are the workload and probe keys whose owner changed.
 	MovedKeys []string `json:"moved_keys,omitempty"`
+	// Errors are the distinct last errors the coordinator reported while
+	// the harness followed the change (the first few): why a change took
+	// long.
+	Errors []string `json:"coordinator_errors,omitempty"`
+}
+
+// noteError keeps the first few distinct coordinator errors.
+func (r *RingChangeRecord) noteError(e string) {
+	if e != "" && len(r.Errors) < 8 && !slices.Contains(r.Errors, e) {
+		r.Errors = append(r.Errors, e)
+	}
 }
 
 // Timeline is the rings of a run over time: the first ring, then each

@@ -224,11 +224,11 @@ func (n *Nemesis) change(ctx context.Context, stepN int, req wire.RingChangeRequ
 		return rec, "", err
 	}
 	if fault != nil {
-		if err := n.strike(ctx, fault, target); err != nil {
+		if err := n.strike(ctx, fault, target, &rec); err != nil {
 			return rec, "", err
 		}
 	}
-	done, err := n.waitChange(ctx, target, changeDoneTimeout)
+	done, err := n.waitChange(ctx, target, changeDoneTimeout, &rec)
 	if err != nil {
 		return rec, fmt.Sprintf("ring change %s %s to epoch %d did not complete within %v after its fault healed: %v",
 			req.Kind, req.Group, target, changeDoneTimeout, err), nil
@@ -307,7 +307,7 @@ func (n *Nemesis) status(ctx context.Context) (*wire.RingChangeAnswer, error) {
 }
 
 // waitChange polls until the change to epoch target is recorded done.
-func (n *Nemesis) waitChange(ctx context.Context, target uint64, timeout time.Duration) (*wire.RingChangeStatus, error) {
+func (n *Nemesis) waitChange(ctx context.Context, target uint64, timeout time.Duration, rec *RingChangeRecord) (*wire.RingChangeStatus, error) {
 	var done *wire.RingChangeStatus
 	err := poll(ctx, timeout, func() error {
 		st, err := n.status(ctx)
@@ -319,6 +319,7 @@ func (n *Nemesis) waitChange(ctx context.Context, target uint64, timeout time.Du
 			return nil
 		}
 		if st.Active != nil {
+			rec.noteError(st.Active.LastError)
 			return fmt.Errorf("phase %s (epoch %d), last error %q", st.Active.Phase, st.Active.To.Epoch, st.Active.LastError)
 		}
 		return errors.New("no change recorded")
@@ -328,7 +329,7 @@ func (n *Nemesis) waitChange(ctx context.Context, target uint64, timeout time.Du
 
 // strike waits until the change reaches the fault's phase (or ends),
 // injects the fault, holds it and heals it.
-func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64) error {
+func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64, rec *RingChangeRecord) error {
 	seen := ""
 	_ = pollEvery(ctx, 60*time.Second, 5*time.Millisecond, func() error {
 		st, err := n.status(ctx)
@@ -338,6 +339,7 @@ func (n *Nemesis) strike(ctx context.Context, f *midChangeFault, target uint64) 
 		switch {
 		case st.Active != nil && st.Active.To.Epoch == target:
 			seen = st.Active.Phase
+			rec.noteError(st.Active.LastError)
 			if slices.Index(phaseOrder, seen) >= slices.Index(phaseOrder, f.phase) {
 				return nil
 			}
