@@ -23,8 +23,8 @@ test: ## unit and integration tests, race detector on (main module and bench/)
 
 # The chaos suite (chaos/, docs/testing.md): needs root, Docker and iptables.
 # Without SEED it runs the CI seeds (chaos.CISeeds): one round of every
-# fault kind each, every variant over the three, and the regression
-# scenarios (TestChaos*). SEED=… DURATION=… (a Go
+# fault kind each (ring changes included), every variant over the three,
+# and the regression scenarios (TestChaos*). SEED=… DURATION=… (a Go
 # duration) runs a soak; FAULTS=kind,kind narrows the faults; RAPID=1 does
 # not wait for recovery between faults. Results (summary; on failure also
 # the history, porcupine's HTML and every agent's log) go to CHAOS_RESULTS.

@@ -1,10 +1,18 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/carpkv/carpkv/kvclient/wire"
 )
@@ -149,4 +157,51 @@ func (c *Cluster) AddFresh(ctx context.Context, group string) (*Agent, error) {
 	}
 	a := c.newAgent(group)
 	return a, c.run(ctx, a, args)
+}
+
+// pidOf finds the host PID of a's agent process from /proc: the process
+// whose command line has a's Raft address (unique to the run's network;
+// agents of other runs and worktrees have other addresses). It takes
+// milliseconds where docker inspect takes seconds on a busy machine.
+func pidOf(a *Agent) (int, error) {
+	want := []byte("\x00" + net.JoinHostPort(a.IP, raftPort) + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte("carpkv-agent")) {
+			continue
+		}
+		if bytes.Contains(append(cmd, 0), want) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no agent process with raft address %s", a.ID, net.JoinHostPort(a.IP, raftPort))
+}
+
+// SignalNow sends sig to a's agent process straight from the host, at
+// once (docker kill goes through the engine, which can take seconds
+// while a ring change takes a fraction of one): SIGKILL (the container
+// stops; Start brings it back), SIGSTOP (SigCont thaws it).
+func (c *Cluster) SignalNow(a *Agent, sig unix.Signal) error {
+	pid, err := pidOf(a)
+	if err != nil {
+		return err
+	}
+	if err := unix.Kill(pid, sig); err != nil {
+		return fmt.Errorf("%s: kill -%d %d: %w", a.ID, sig, pid, err)
+	}
+	switch sig {
+	case unix.SIGKILL:
+		a.setState(stateDown)
+	case unix.SIGSTOP:
+		a.setState(stateSigStopped)
+	}
+	return nil
 }

@@ -35,8 +35,10 @@ func CheckLinearizable(ops []Op, timeout time.Duration, dir string, events []Eve
 	for _, k := range keys {
 		pops, src := porcupineOps(groups[k], h)
 		r := KeyResult{Key: k, Ops: len(pops)}
-		if len(src) > 0 {
-			r.Group = src[0].Group
+		for _, o := range src {
+			if o.Group != "" {
+				r.Group = o.Group // the last group that served it
+			}
 		}
 		for _, o := range src {
 			if o.Outcome == OutcomeUnknown {
@@ -89,13 +91,15 @@ func safeName(s string) string {
 // keys: every acknowledged put, put-if-absent and CAS of a group got its
 // own version, and a write acknowledged before another was invoked got a
 // smaller one (a linearizable clock). Deletes are left out: they answer
-// with the version they deleted, not their own point on the clock.
+// with the version they deleted, not their own point on the clock. So are
+// writes without a group: a key handed over by a ring change while the
+// call ran may have been served by either group (Timeline.StableOwner).
 func CheckVersionOrder(ops []Op) []string {
 	byGroup := map[string][]Op{}
 	for _, o := range ops {
 		switch o.Kind {
 		case OpPut, OpPutIfAbsent, OpCAS:
-			if o.Outcome == OutcomeOK {
+			if o.Outcome == OutcomeOK && o.Group != "" {
 				byGroup[o.Group] = append(byGroup[o.Group], o)
 			}
 		}

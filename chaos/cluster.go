@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // Ports every agent listens on, each container having its own address.
@@ -65,7 +68,10 @@ func (a *Agent) setState(s agentState) {
 
 // ClusterConfig shapes the cluster under test.
 type ClusterConfig struct {
-	Groups, Replicas int
+	// Groups form the first ring; Standby more groups are started once
+	// it is committed, with the same --expect-groups, so they form and
+	// wait outside the ring for a ring change to add them (g<Groups+1>...).
+	Groups, Standby, Replicas int
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
 	// Dir receives the agents' data dirs and the logs of removed agents.
@@ -90,6 +96,8 @@ type Cluster struct {
 	agents []*Agent // every agent ever started, removed ones included
 	nextIP int
 	nextN  map[string]int
+	ring   wire.RingSpec // the committed ring as the harness last learnt it
+	groups []string      // the groups of running agents: g1.., recycled ones renamed
 }
 
 // StartCluster creates the network, the firewall chain and the containers
@@ -100,6 +108,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 	c = &Cluster{
 		cfg: cfg, log: cfg.Log, name: name, image: image, nextIP: 10, nextN: map[string]int{},
 		api: agentAPI{http: &http.Client{Timeout: 2 * time.Second}},
+	}
+	for g := 1; g <= cfg.Groups+cfg.Standby; g++ {
+		c.groups = append(c.groups, fmt.Sprintf("g%d", g))
 	}
 	defer func() {
 		if err != nil {
@@ -120,21 +131,145 @@ func StartCluster(ctx context.Context, cfg ClusterConfig, name, image string) (c
 			all = append(all, c.newAgent(fmt.Sprintf("g%d", g)))
 		}
 	}
-	for _, a := range all {
-		args := []string{fmt.Sprintf("--bootstrap-expect=%d", cfg.Replicas)}
-		for _, o := range all {
-			if o != a {
-				args = append(args, "--retry-join", o.Gossip())
-			}
-		}
-		if err := c.run(ctx, a, args); err != nil {
-			return c, err
-		}
+	if err := c.startFresh(ctx, all, all); err != nil {
+		return c, err
 	}
 	if err := c.WaitHealthy(ctx, 120*time.Second); err != nil {
 		return c, fmt.Errorf("cluster did not form: %w", err)
 	}
+	ring, err := c.Ring(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.SetRing(specOf(ring))
+	// The standby groups start once the first ring is committed: the
+	// first ring takes the first groups with a leader that gossip shows,
+	// so a standby group started with the others could take the place
+	// of a slower one.
+	if cfg.Standby > 0 {
+		var standby []*Agent
+		for g := cfg.Groups + 1; g <= cfg.Groups+cfg.Standby; g++ {
+			for r := 1; r <= cfg.Replicas; r++ {
+				standby = append(standby, c.newAgent(fmt.Sprintf("g%d", g)))
+			}
+		}
+		if err := c.startFresh(ctx, standby, c.Agents(false)); err != nil {
+			return c, err
+		}
+		if err := c.WaitHealthy(ctx, 180*time.Second); err != nil {
+			return c, fmt.Errorf("the standby groups did not form: %w", err)
+		}
+	}
 	return c, nil
+}
+
+// startFresh starts agents with empty data dirs, bootstrapping their
+// groups by gossip (--bootstrap-expect), joining the pool through peers.
+// The containers start in parallel: docker run takes seconds on a busy
+// machine.
+func (c *Cluster) startFresh(ctx context.Context, agents, peers []*Agent) error {
+	return parallel(agents, func(a *Agent) error {
+		args := []string{fmt.Sprintf("--bootstrap-expect=%d", c.cfg.Replicas)}
+		for _, o := range peers {
+			if o != a {
+				args = append(args, "--retry-join", o.Gossip())
+			}
+		}
+		return c.run(ctx, a, args)
+	})
+}
+
+// RecycleGroup does what an operator does to reuse the machines of a
+// group removed from the ring (whose agents act under the ring that
+// removed them, so it cannot be added again): it stops its agents
+// (SIGTERM: they leave the gossip pool), removes them with their data,
+// and starts them again as fresh agents (new containers, addresses,
+// node IDs, empty data dirs) of a new group, with an ID above every
+// other, which forms a standby group. It returns the new group's ID.
+//
+// Not under the old ID: a fresh group whose ID is the smallest of those
+// gossip shows commits a first ring of its own (the bug
+// TestChaosRemovedSmallestGroupComesBackAsStandby shows), so g1 could
+// never come back.
+func (c *Cluster) RecycleGroup(ctx context.Context, group string) (string, error) {
+	old := c.Members(group)
+	if err := parallel(old, func(a *Agent) error {
+		if err := c.Stop(ctx, a); err != nil {
+			return err
+		}
+		return c.Destroy(ctx, a)
+	}); err != nil {
+		return "", err
+	}
+	for _, a := range old {
+		_ = os.RemoveAll(a.DataDir)
+	}
+	c.mu.Lock()
+	next := 0
+	for _, g := range c.groups {
+		var n int
+		if _, err := fmt.Sscanf(g, "g%d", &n); err == nil {
+			next = max(next, n+1)
+		}
+	}
+	renamed := fmt.Sprintf("g%d", next)
+	c.groups = append(slices.DeleteFunc(c.groups, func(g string) bool { return g == group }), renamed)
+	c.mu.Unlock()
+	return renamed, c.StartGroup(ctx, renamed, len(old))
+}
+
+// StartGroup starts a fresh group of n agents as a deployment would (the
+// cluster's --expect-groups, --bootstrap-expect, --retry-join): it forms
+// and waits outside the ring. It returns once the group has a leader.
+func (c *Cluster) StartGroup(ctx context.Context, group string, n int) error {
+	c.mu.Lock()
+	if !slices.Contains(c.groups, group) {
+		c.groups = append(c.groups, group)
+	}
+	c.mu.Unlock()
+	var fresh []*Agent
+	for range n {
+		fresh = append(fresh, c.newAgent(group))
+	}
+	if err := c.startFresh(ctx, fresh, c.Agents(false)); err != nil {
+		return err
+	}
+	_, err := c.WaitLeader(ctx, group, 60*time.Second)
+	return err
+}
+
+// SetRing records the committed ring.
+func (c *Cluster) SetRing(spec wire.RingSpec) {
+	c.mu.Lock()
+	c.ring = spec
+	c.mu.Unlock()
+}
+
+// CurrentRing is the committed ring as the harness last learnt it.
+func (c *Cluster) CurrentRing() wire.RingSpec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ring
+}
+
+// RingGroups lists the groups of the committed ring, sorted.
+func (c *Cluster) RingGroups() []string {
+	r := c.CurrentRing()
+	if r.Epoch == 0 {
+		out := c.Groups()
+		return out[:c.cfg.Groups]
+	}
+	return ringGroups(r)
+}
+
+// inRing reports whether group is in the committed ring, and the epoch
+// its members must have applied (at least 1 before the ring is known).
+func (c *Cluster) inRing(group string) (bool, uint64) {
+	r := c.CurrentRing()
+	if r.Epoch == 0 {
+		return slices.Contains(c.RingGroups(), group), 1
+	}
+	return slices.Contains(ringGroups(r), group), r.Epoch
 }
 
 // newAgent allocates the next address and node ID of group.
@@ -255,12 +390,20 @@ func idLess(a, b string) bool {
 	return a < b
 }
 
-// Groups returns the group IDs, sorted.
+// Groups returns the group IDs, standby groups included, sorted.
 func (c *Cluster) Groups() []string {
-	var out []string
-	for g := 1; g <= c.cfg.Groups; g++ {
-		out = append(out, fmt.Sprintf("g%d", g))
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := slices.Clone(c.groups)
+	slices.SortFunc(out, func(a, b string) int {
+		if idLess(a, b) {
+			return -1
+		}
+		if idLess(b, a) {
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 

@@ -4,7 +4,7 @@
 // kvclient, a nemesis injecting faults from a seeded schedule, every
 // operation recorded, and the history checked for linearizability with
 // porcupine, then durability, convergence and ownership checked after the
-// faults heal. docs/testing.md has the fault matrix and the results; make
+// faults heal and after every ring change (resharding under faults). docs/testing.md has the fault matrix and the results; make
 // chaos runs it.
 //
 // The files, one idea each:
@@ -16,6 +16,8 @@
 //     measures unavailability;
 //   - schedule.go: the fault kinds and the seeded schedule (pure);
 //   - nemesis.go: injecting and healing each kind of fault;
+//   - ring.go, ringchange.go: which group owned a key when (pure), and
+//     ring changes as faults, with a fault struck mid-change;
 //   - cluster.go, agentops.go, health.go, agentapi.go: the containerised
 //     cluster, what can be done to an agent, and what it says;
 //   - docker.go, firewall.go, probe.go, verify.go: Docker, the iptables

@@ -94,11 +94,15 @@ func (c *Cluster) WaitLeaderWithout(ctx context.Context, group string, skip *Age
 	return l, err
 }
 
-// healthy returns nil when every group has one leader all members agree
-// on, whose configuration has exactly the current members as voters,
-// every member is ready, and every member has applied a ring.
+// healthy returns nil when every group (standby ones too) has one leader
+// all members agree on, whose configuration has exactly the current
+// members as voters, every member is ready, and every member of a group
+// of the ring has applied the committed ring.
 func (c *Cluster) healthy(ctx context.Context) error {
 	for _, g := range c.Groups() {
+		if len(c.Members(g)) == 0 {
+			continue // a standby group not started yet
+		}
 		l, err := c.Leader(ctx, g)
 		if err != nil {
 			return err
@@ -125,8 +129,8 @@ func (c *Cluster) healthy(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if info.RingEpoch < 1 {
-				return fmt.Errorf("%s has applied no ring", a.ID)
+			if in, epoch := c.inRing(g); in && info.RingEpoch < epoch {
+				return fmt.Errorf("%s has applied ring epoch %d, not %d", a.ID, info.RingEpoch, epoch)
 			}
 		}
 		slices.Sort(voters)
@@ -173,8 +177,13 @@ func (c *Cluster) Self(ctx context.Context, a *Agent) (wire.AgentInfo, error) {
 // poll calls cond every 50 ms until it returns nil, timeout passes or ctx
 // ends, and then returns cond's last error.
 func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	return pollEvery(ctx, timeout, 50*time.Millisecond, cond)
+}
+
+// pollEvery is poll with another interval.
+func pollEvery(ctx context.Context, timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		err := cond()

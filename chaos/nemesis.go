@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/carpkv/carpkv/kvclient"
 )
 
 // Event is one fault as it happened. Times are on the history's clock.
@@ -32,6 +34,12 @@ type Event struct {
 	// in time.
 	Unavailable time.Duration `json:"unavailable_ns,omitempty"`
 	Err         string        `json:"error,omitempty"`
+	// Change is the ring change of a ring-change fault.
+	Change *RingChangeRecord `json:"change,omitempty"`
+	// Problem is what a ring-change fault found wrong (the change did not
+	// complete, moved no key, ...): a failure of the run, not of the
+	// harness.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Nemesis injects the faults of a schedule into a cluster.
@@ -40,11 +48,18 @@ type Nemesis struct {
 	h     *History
 	log   *slog.Logger
 	probe *Prober
+	admin *kvclient.Client // starts and follows ring changes
+
+	// Keys are the keys ring changes must move some of (the workload's).
+	Keys []string
+	// Changes are the ring changes made so far, in order.
+	Changes []RingChangeRecord
 }
 
-// NewNemesis returns a nemesis for c; probe measures unavailability.
-func NewNemesis(c *Cluster, h *History, probe *Prober, log *slog.Logger) *Nemesis {
-	return &Nemesis{c: c, h: h, log: log, probe: probe}
+// NewNemesis returns a nemesis for c; probe measures unavailability;
+// admin starts and follows ring changes.
+func NewNemesis(c *Cluster, h *History, probe *Prober, admin *kvclient.Client, log *slog.Logger) *Nemesis {
+	return &Nemesis{c: c, h: h, log: log, probe: probe, admin: admin}
 }
 
 // hold waits d: the fault's duration, which is the schedule, not a
@@ -116,7 +131,9 @@ func parallel(as []*Agent, fn func(*Agent) error) error {
 func (n *Nemesis) Run(ctx context.Context, step Step) (ev Event, err error) {
 	r := step.rng()
 	groups := n.c.Groups()
-	group := groups[step.Group%len(groups)]
+	// Faults aimed at a group aim at one that serves keys.
+	inRing := n.c.RingGroups()
+	group := inRing[step.Group%len(inRing)]
 	ev = Event{N: step.N, Kind: step.Kind, Group: group}
 	var measured <-chan time.Duration
 	defer func() {
@@ -144,6 +161,10 @@ func (n *Nemesis) Run(ctx context.Context, step Step) (ev Event, err error) {
 		n.log.Info("nemesis", "n", step.N, "kind", step.Kind, "group", group, "targets", ev.Targets, "detail", ev.Detail, "hold", step.Hold)
 	}
 
+	if step.Kind.isRingChange() {
+		ev.Group = ""
+		return ev, n.ringChange(ctx, step, r, &ev)
+	}
 	switch step.Kind {
 	case KillLeader:
 		l, err := leader()

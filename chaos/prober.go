@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -14,9 +15,24 @@ import (
 type Prober struct {
 	kv    KV
 	h     *History
-	keys  map[string]string // group -> its probe key
-	limit time.Duration     // give up after this long
+	limit time.Duration // give up after this long
 	seq   atomic.Int64
+
+	mu   sync.Mutex
+	keys map[string]string // group -> its probe key under the committed ring
+}
+
+// SetKeys gives the prober the probe keys of a new ring (group -> key).
+func (p *Prober) SetKeys(keys map[string]string) {
+	p.mu.Lock()
+	p.keys = keys
+	p.mu.Unlock()
+}
+
+func (p *Prober) key(group string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys[group]
 }
 
 // NewProber returns a prober writing keys (group -> key) through kv, a
@@ -31,7 +47,7 @@ func (p *Prober) Write(ctx context.Context, group string, timeout time.Duration)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	value := fmt.Sprintf("probe-%s-%d", group, p.seq.Add(1))
-	o, _ := Invoke(ctx, p.kv, p.h, OpPut, p.keys[group], value, 0)
+	o, _ := Invoke(ctx, p.kv, p.h, OpPut, p.key(group), value, 0)
 	o.Client, o.Worker, o.Group = p.h.NewClient(), "probe", group
 	p.h.Add(o)
 	return o

@@ -24,28 +24,7 @@ import (
 // data are kept in the results dir if the test fails.
 func startTestCluster(t *testing.T) (ctx context.Context, c *Cluster, key, probe map[string]string) {
 	t.Helper()
-	image, ctx := needDocker(t)
-	root := os.Getenv("CARPKV_CHAOS_RESULTS")
-	if root == "" {
-		root = filepath.Join(os.TempDir(), "carpkv-chaos-results")
-	}
-	dir := filepath.Join(root, time.Now().Format("20060102-150405")+"-"+t.Name())
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	name := fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), runs.Add(1))
-	c, err := StartCluster(ctx, ClusterConfig{Groups: 2, Replicas: 3, AgentArgs: DefaultAgentArgs, Dir: dir, Log: log}, name, image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(context.Background(), t.Failed()); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("agent logs and data: %s", dir)
-		} else {
-			_ = os.RemoveAll(dir)
-		}
-	})
+	ctx, c, _ = newTestCluster(t, 0)
 	ring, err := c.Ring(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +38,36 @@ func startTestCluster(t *testing.T) (ctx context.Context, c *Cluster, key, probe
 		key[g] = k
 	}
 	return ctx, c, key, probe
+}
+
+// newTestCluster starts a 2×3 cluster and standby groups of 3 for one
+// test (skipped without CARPKV_CHAOS=1); its logs and data are kept in
+// the results dir if the test fails.
+func newTestCluster(t *testing.T, standby int) (context.Context, *Cluster, *slog.Logger) {
+	t.Helper()
+	image, ctx := needDocker(t)
+	root := os.Getenv("CARPKV_CHAOS_RESULTS")
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "carpkv-chaos-results")
+	}
+	dir := filepath.Join(root, time.Now().Format("20060102-150405")+"-"+t.Name())
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	name := fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), runs.Add(1))
+	c, err := StartCluster(ctx, ClusterConfig{Groups: 2, Standby: standby, Replicas: 3, AgentArgs: DefaultAgentArgs, Dir: dir, Log: log}, name, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(context.Background(), t.Failed()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("agent logs and data: %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	return ctx, c, log
 }
 
 // A client's ring lists a group's members as gossip saw them when the ring

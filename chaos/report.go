@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // Report is what a run did and found; summary.json in the run's
@@ -24,6 +26,11 @@ type Report struct {
 	Events         []Event        `json:"events"`
 	Faults         map[Kind]int   `json:"faults"`
 	Unavailability map[Kind]Stats `json:"unavailability"`
+
+	// FirstRing is the ring the run began with; Changes the ring changes
+	// made, in order (the nemesis's and those a step needed first).
+	FirstRing wire.RingSpec      `json:"first_ring"`
+	Changes   []RingChangeRecord `json:"ring_changes,omitempty"`
 
 	Keys       []KeyResult    `json:"keys"`
 	Unexpected map[string]int `json:"unexpected_errors,omitempty"`
@@ -165,6 +172,9 @@ func (r *Report) String() string {
 	for _, k := range kinds {
 		fmt.Fprintf(&b, "  time to an acknowledged write after %s: %s\n", k, r.Unavailability[Kind(k)])
 	}
+	if len(r.Changes) > 0 {
+		fmt.Fprintf(&b, "  ring changes: %s\n", describeChanges(r.Changes))
+	}
 	if len(r.Unexpected) > 0 {
 		fmt.Fprintf(&b, "  errors taken as unknown outcomes that were not timeouts: %v\n", r.Unexpected)
 	}
@@ -176,6 +186,39 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "  results: %s (reproduce: make chaos SEED=%d)\n", r.Dir, r.Seed)
 	return b.String()
+}
+
+// describeChanges summarises ring changes: how many completed, how long
+// they took (as the coordinator recorded them), the keys they moved.
+func describeChanges(cs []RingChangeRecord) string {
+	var took []time.Duration
+	kinds := map[string]int{}
+	var sent uint64
+	moved, incomplete := 0, 0
+	for _, c := range cs {
+		if c.Done == 0 {
+			incomplete++
+			continue
+		}
+		kinds[c.Kind]++
+		took = append(took, time.Duration(c.Took)*time.Millisecond)
+		moved += len(c.MovedKeys)
+		for _, p := range c.Pairs {
+			sent += p.Keys
+		}
+	}
+	var parts []string
+	for _, k := range []string{wire.ChangeAddGroup, wire.ChangeRemoveGroup, wire.ChangeSetWeight} {
+		if kinds[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s×%d", k, kinds[k]))
+		}
+	}
+	out := fmt.Sprintf("%d completed (%s), took %s; %d workload keys changed owner, %d records sent",
+		len(took), strings.Join(parts, " "), NewStats(took), moved, sent)
+	if incomplete > 0 {
+		out += fmt.Sprintf("; %d NOT COMPLETED", incomplete)
+	}
+	return out
 }
 
 func countKinds(m map[Kind]int) string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -25,8 +26,9 @@ type Config struct {
 	Duration time.Duration
 	// Kinds are the faults to draw from.
 	Kinds []Kind
-	// Groups × Replicas agents.
-	Groups, Replicas int
+	// Groups × Replicas agents form the first ring; Standby more groups
+	// wait outside it for ring changes to add them.
+	Groups, Standby, Replicas int
 	// Workers are the concurrent clients; KeysPerGroup the keys they
 	// share in each group.
 	Workers, KeysPerGroup int
@@ -61,7 +63,7 @@ var DefaultAgentArgs = []string{
 // DefaultConfig is what make chaos runs, for seed.
 func DefaultConfig(seed uint64) Config {
 	return Config{
-		Seed: seed, Kinds: AllKinds, Groups: 2, Replicas: 3, Workers: 8, KeysPerGroup: 8,
+		Seed: seed, Kinds: AllKinds, Groups: 2, Standby: 1, Replicas: 3, Workers: 8, KeysPerGroup: 8,
 		AgentArgs: DefaultAgentArgs, CheckTimeout: 5 * time.Minute,
 		ResultsDir: filepath.Join(os.TempDir(), "carpkv-chaos-results"),
 	}
@@ -104,7 +106,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		"faults", joinKinds(cfg.Kinds), "duration", cfg.Duration)
 
 	c, err := StartCluster(ctx, ClusterConfig{
-		Groups: cfg.Groups, Replicas: cfg.Replicas, AgentArgs: cfg.AgentArgs, Dir: dir, Log: log,
+		Groups: cfg.Groups, Standby: cfg.standby(), Replicas: cfg.Replicas, AgentArgs: cfg.AgentArgs, Dir: dir, Log: log,
 	}, name, cfg.Image)
 	if err != nil {
 		return rep, err
@@ -139,13 +141,33 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		log.Info("firewall verified: two-way, one-way and host cuts drop what they should")
 	}
 
-	ring, err := c.Ring(ctx)
+	first := c.CurrentRing()
+	rep.FirstRing = first
+	// The workload's keys spread over every group of the first ring and
+	// of the ring with every group in at weight 1, so that every group
+	// serves some whatever the ring changes did, and each change moves
+	// some (the nemesis picks weights that do).
+	rings := []wire.RingSpec{first}
+	if cfg.standby() > 0 {
+		all := wire.RingSpec{Epoch: first.Epoch + 1, Mode: first.Mode}
+		for _, g := range c.Groups() {
+			all.Groups = append(all.Groups, wire.RingGroupSpec{ID: g, Weight: 1})
+		}
+		rings = append(rings, all)
+	}
+	keys, err := chooseRingKeys(rings, cfg.KeysPerGroup)
 	if err != nil {
 		return rep, err
 	}
-	keys, probeKeys, err := chooseKeys(ring, cfg.KeysPerGroup)
+	probeKeys, err := probeKeysFor(first)
 	if err != nil {
 		return rep, err
+	}
+	// Every key ever written: the workload's, and the probe keys of
+	// every ring so far.
+	written := append([]string(nil), keys...)
+	for _, k := range probeKeys {
+		written = append(written, k)
 	}
 	kv, err := kvclient.New(kvclient.Config{Addrs: c.Addrs(), RequestTimeout: 2 * time.Second, DialTimeout: 500 * time.Millisecond})
 	if err != nil {
@@ -168,10 +190,24 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return rep, err
 	}
 	defer pkv.Close()
+	admin, err := kvclient.New(kvclient.Config{Addrs: c.Addrs(), RequestTimeout: 2 * time.Second, DialTimeout: 500 * time.Millisecond})
+	if err != nil {
+		return rep, err
+	}
+	defer admin.Close()
 	probe := NewProber(pkv, h, probeKeys, 60*time.Second)
-	for _, g := range c.Groups() {
-		if o := probe.Write(ctx, g, 20*time.Second); o.Outcome != OutcomeOK {
-			return rep, fmt.Errorf("first write to group %s: %s %s", g, o.Outcome, o.Err)
+	// A first acknowledged write to every group before the clients
+	// start (every attempt, answered or not, is in the history). On a busy
+	// machine a young group may still be electing: try for a while.
+	for _, g := range c.RingGroups() {
+		var o Op
+		if err := poll(ctx, 90*time.Second, func() error {
+			if o = probe.Write(ctx, g, 20*time.Second); o.Outcome != OutcomeOK {
+				return fmt.Errorf("%s %s", o.Outcome, o.Err)
+			}
+			return nil
+		}); err != nil {
+			return rep, fmt.Errorf("first write to group %s: %w", g, err)
 		}
 	}
 
@@ -200,8 +236,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if err := hold(ctx, 2*time.Second); err != nil { // a calm start, for comparison
 		return rep, err
 	}
-	nem := NewNemesis(c, h, probe, log)
-	sched := NewSchedule(cfg.Seed, cfg.Kinds, cfg.Groups)
+	nem := NewNemesis(c, h, probe, admin, log)
+	nem.Keys = keys
+	sched := NewSchedule(cfg.Seed, cfg.Kinds, cfg.Groups+cfg.standby())
 	var steps []Step
 	for {
 		if cfg.Duration == 0 && len(steps) == len(cfg.Kinds) {
@@ -223,6 +260,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				ev.Recovered = h.Now()
 			}
 		}
+		if ev.Problem != "" {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("step %d (%s): %s", step.N, step.Kind, ev.Problem))
+		}
 		rep.Events = append(rep.Events, ev)
 		attrs := []any{"n", step.N, "kind", step.Kind}
 		if ev.Unavailable != 0 {
@@ -238,12 +278,38 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		if len(rep.Problems) > 0 {
 			break
 		}
+		if ev.Change != nil {
+			// After a ring change: fresh probe keys for the new ring, and
+			// every check that does not need the whole history, under the
+			// new ring, with the clients paused.
+			pk, err := probeKeysFor(c.CurrentRing())
+			if err != nil {
+				return rep, err
+			}
+			probe.SetKeys(pk)
+			for _, k := range pk {
+				if !slices.Contains(written, k) {
+					written = append(written, k)
+				}
+			}
+			start := time.Now()
+			problems := checkpoint(ctx, c, kv, h, wl, written)
+			for _, p := range problems {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("after step %d (%s): %s", step.N, step.Kind, p))
+			}
+			log.Info("checked after the ring change", "n", step.N, "epoch", c.CurrentRing().Epoch, "problems", len(problems),
+				"took", time.Since(start).Round(time.Millisecond))
+			if len(rep.Problems) > 0 {
+				break
+			}
+		}
 		if err := hold(ctx, gap); err != nil {
 			return rep, err
 		}
 	}
 	rep.Steps = steps
 	rep.Elapsed = time.Since(start)
+	rep.Changes = nem.Changes
 
 	// Everything healed: the clients go on for a while against the whole
 	// cluster, then stop; every member must converge, and the final reads
@@ -262,12 +328,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	stopWorkload()
 	rep.Unexpected = wl.Unexpected()
 
-	allKeys := map[string]string{}
-	for k, g := range keys {
-		allKeys[k] = g
-	}
-	for g, k := range probeKeys {
-		allKeys[k] = g
+	allKeys, err := KeyOwners(c.CurrentRing(), written)
+	if err != nil {
+		return rep, err
 	}
 	converged, problems := Converge(ctx, c, allKeys, 60*time.Second)
 	rep.Problems = append(rep.Problems, problems...)
@@ -278,6 +341,12 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 
 	ops := h.Ops()
+	// Which group served each operation: the key's owner, if the same
+	// under every ring in effect while the call ran.
+	tl := &Timeline{First: first, Changes: nem.Changes}
+	for i := range ops {
+		ops[i].Group = tl.StableOwner(ops[i].Key, ops[i].Call, ops[i].Return)
+	}
 	rep.count(ops)
 	log.Info("checking the history", "ops", len(ops))
 	rep.Keys, err = CheckLinearizable(ops, cfg.CheckTimeout, dir, rep.Events)
@@ -297,6 +366,39 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	rep.Problems = append(rep.Problems, CheckDeadlines(ops, time.Second)...)
 	rep.summarize()
 	return rep, nil
+}
+
+// standby is how many standby groups the run needs: those asked for, or
+// none without ring changes.
+func (c Config) standby() int {
+	for _, k := range c.Kinds {
+		if k.isRingChange() {
+			return c.Standby
+		}
+	}
+	return 0
+}
+
+// checkpoint pauses the clients and runs, under the committed ring, the
+// checks that do not need the whole history: every member converged on
+// the keys its group owns and holds no other (a group out of the ring
+// holds none), linearizable reads of every key agree with the members,
+// and every acknowledged write so far is there. The reads join the
+// history.
+func checkpoint(ctx context.Context, c *Cluster, kv KV, h *History, wl *Workload, keys []string) []string {
+	wl.Pause()
+	defer wl.Resume()
+	owners, err := KeyOwners(c.CurrentRing(), keys)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	converged, problems := Converge(ctx, c, owners, 60*time.Second)
+	final, p := FinalReads(ctx, kv, h, owners)
+	problems = append(problems, p...)
+	if converged != nil {
+		problems = append(problems, CompareFinal(converged, final)...)
+	}
+	return append(problems, CheckDurable(h.Ops(), final)...)
 }
 
 func needsFirewall(kinds []Kind) bool {

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,6 +50,19 @@ const (
 	// RestartGroup: stop every member of a group at once (SIGKILL or
 	// SIGTERM), then start them all.
 	RestartGroup Kind = "restart-group"
+
+	// Ring changes (ringchange.go), each started through kvclient and
+	// awaited until the coordinator records it done, while the clients
+	// run; the variant adds a fault mid-change (see Variants).
+	//
+	// RingAddGroup: add the standby group (a removed group first gets
+	// its data wiped and is started again as a fresh standby).
+	RingAddGroup Kind = "ring-add-group"
+	// RingRemoveGroup: remove a group of the ring (the coordinator's own
+	// included); it becomes the standby.
+	RingRemoveGroup Kind = "ring-remove-group"
+	// RingSetWeight: give a group of the ring another weight.
+	RingSetWeight Kind = "ring-set-weight"
 )
 
 // AllKinds lists every fault kind, in the order of docs/testing.md.
@@ -56,6 +70,7 @@ var AllKinds = []Kind{
 	KillLeader, KillMember, KillMinority, PauseLeader, PauseMember,
 	PartitionLeader, PartitionSplit, PartitionClients, PartitionOneWay,
 	TransferLeadership, ReplaceMember, RestartGroup,
+	RingAddGroup, RingRemoveGroup, RingSetWeight,
 }
 
 // ParseKinds parses a comma-separated list of kinds; "" or "all" is every
@@ -103,9 +118,19 @@ func (k Kind) isPartition() bool {
 	return false
 }
 
+// isRingChange reports whether k is a ring change.
+func (k Kind) isRingChange() bool {
+	switch k {
+	case RingAddGroup, RingRemoveGroup, RingSetWeight:
+		return true
+	}
+	return false
+}
+
 // CISeeds are the seeds make chaos runs by default: one round each, and
-// together every kind in every variant (TestCISeedsCoverEveryVariant).
-var CISeeds = []uint64{1, 5, 10}
+// together every kind in every variant, the ring changes' variants over
+// the three ring kinds (TestCISeedsCoverEveryVariant).
+var CISeeds = []uint64{1, 3, 7}
 
 // Step is one fault of a schedule: everything random about it is drawn
 // from the seed when the schedule is made, so a seed always gives the same
@@ -148,6 +173,14 @@ func (s *Schedule) Next() Step {
 	if len(s.round) == 0 {
 		s.round = append([]Kind(nil), s.kinds...)
 		s.rng.Shuffle(len(s.round), func(i, j int) { s.round[i], s.round[j] = s.round[j], s.round[i] })
+		// A group can be removed only while the standby is in the ring:
+		// adding first keeps every round from the first ring's shape
+		// back to it (the nemesis copes with any order, at the cost of an
+		// extra change without a fault).
+		a, r := slices.Index(s.round, RingAddGroup), slices.Index(s.round, RingRemoveGroup)
+		if a >= 0 && r >= 0 && r < a {
+			s.round[a], s.round[r] = s.round[r], s.round[a]
+		}
 	}
 	k := s.round[0]
 	s.round = s.round[1:]
@@ -172,9 +205,16 @@ func (s *Schedule) Next() Step {
 //   - replace-member: SIGKILL then remove (a dead machine replaced), or
 //     remove and leave the old member running with its old state for the
 //     hold (a zombie next to its replacement), then destroy it;
-//   - restart-group: SIGKILL all, or SIGTERM all (graceful).
+//   - restart-group: SIGKILL all, or SIGTERM all (graceful);
+//   - ring-add-group, ring-remove-group, ring-set-weight: the change alone
+//     (0), with the coordinator group's leader killed (SIGKILL) mid-change
+//     (1), with the leader of another group of the change (a source or a
+//     destination) killed or frozen mid-change (2), or with a whole group
+//     of the change restarted (SIGKILL all) mid-change (3).
 func Variants(k Kind) int {
 	switch k {
+	case RingAddGroup, RingRemoveGroup, RingSetWeight:
+		return ringVariants
 	case PauseLeader, PauseMember, PartitionOneWay, TransferLeadership, ReplaceMember, RestartGroup:
 		return 2
 	}

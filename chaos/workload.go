@@ -27,8 +27,9 @@ type KV interface {
 //   - nil: done; ErrNotFound and a *CASError: answered, nothing changed;
 //   - for a write, ErrTimeout, and any error not listed below (internal,
 //     protocol, closed): the outcome is unknown;
-//   - ErrUnavailable, ErrNotLeader, ErrWrongGroup, ErrStaleRing: the
-//     client promises nothing was applied;
+//   - ErrUnavailable, ErrNotLeader, ErrWrongGroup, ErrStaleRing,
+//     ErrKeyMoving (a ring change hands the key over): the client
+//     promises nothing was applied;
 //   - a read without an answer proves nothing: failed.
 //
 // For a cas_failed it also returns the key's current version.
@@ -46,7 +47,8 @@ func Classify(kind OpKind, err error) (Outcome, uint64) {
 	case errors.Is(err, kvclient.ErrTimeout):
 		return OutcomeUnknown, 0
 	case errors.Is(err, kvclient.ErrUnavailable), errors.Is(err, kvclient.ErrNotLeader),
-		errors.Is(err, kvclient.ErrWrongGroup), errors.Is(err, kvclient.ErrStaleRing):
+		errors.Is(err, kvclient.ErrWrongGroup), errors.Is(err, kvclient.ErrStaleRing),
+		errors.Is(err, kvclient.ErrKeyMoving):
 		return OutcomeFailed, 0
 	}
 	return OutcomeUnknown, 0
@@ -106,9 +108,11 @@ func Invoke(ctx context.Context, kv KV, h *History, kind OpKind, key, value stri
 // WorkloadConfig shapes the client load.
 type WorkloadConfig struct {
 	Workers int
-	// Keys maps each key to its owner group; workers pick keys uniformly,
-	// so every group gets its share and every key sees contention.
-	Keys map[string]string
+	// Keys are the keys the workers share; they pick them uniformly, so
+	// every group gets its share and every key sees contention. Which
+	// group owns a key changes with the ring: the run works it out from
+	// the ring changes when it checks the history.
+	Keys []string
 	// OpTimeout bounds each call (kvclient retries inside it).
 	OpTimeout time.Duration
 	// Think is the longest pause between two calls of a worker (uniform).
@@ -146,16 +150,26 @@ type Workload struct {
 	h    *History
 	keys []string
 
+	// gate: every call holds it for reading; Pause takes it for
+	// writing, so that the checks between ring changes see no call in
+	// flight.
+	gate sync.RWMutex
+
 	mu         sync.Mutex
 	unexpected map[string]int // error messages of unknown outcomes that were not timeouts
 }
 
+// Pause returns once no call is in flight; no worker starts one until
+// Resume.
+func (w *Workload) Pause() { w.gate.Lock() }
+
+// Resume lets the workers go on after Pause.
+func (w *Workload) Resume() { w.gate.Unlock() }
+
 // NewWorkload prepares cfg.Workers clients sharing kv.
 func NewWorkload(cfg WorkloadConfig, kv KV, h *History) *Workload {
 	w := &Workload{cfg: cfg, kv: kv, h: h, unexpected: map[string]int{}}
-	for k := range cfg.Keys {
-		w.keys = append(w.keys, k)
-	}
+	w.keys = append(w.keys, cfg.Keys...)
 	sort.Strings(w.keys)
 	return w
 }
@@ -195,14 +209,16 @@ func (w *Workload) worker(ctx context.Context, stop <-chan struct{}, i int) {
 			kind = OpGet // nothing to compare with
 		}
 		value := fmt.Sprintf("%s-%d", name, seq)
-		octx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
 		var read []kvclient.ReadOption
 		if w.cfg.StaleReads {
 			read = append(read, kvclient.Stale())
 		}
+		w.gate.RLock()
+		octx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
 		o, err := Invoke(octx, w.kv, w.h, kind, key, value, expect, read...)
 		cancel()
-		o.Client, o.Worker, o.Group = client, name, w.cfg.Keys[key]
+		w.gate.RUnlock()
+		o.Client, o.Worker = client, name
 		w.h.Add(o)
 		switch o.Outcome {
 		case OutcomeOK:
