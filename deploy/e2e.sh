@@ -143,12 +143,13 @@ note "systemd is up on every VM ($(docker exec "${VMS[0]}" systemctl --version |
 
 # Ansible reaches the VMs with `docker exec` (community.docker.docker); the
 # rest of the inventory is the one Terraform wrote.
-{
+docker_inventory() {
   echo "all:"
   echo "  vars: {ansible_connection: community.docker.docker}"
   echo "  hosts:"
   for vm in "${VMS[@]}"; do echo "    $vm: {ansible_host: $vm}"; done
-} >"$WORK/docker.yml"
+}
+docker_inventory >"$WORK/docker.yml"
 playbook() { # playbook NAME LOG [ARGS...]
   local name=$1 log=$2
   shift 2
@@ -334,12 +335,7 @@ done
 for vm in "${NEW[@]}"; do wait_for 120 "$vm to boot" vm_booted "$vm"; done
 before=$(invocations)
 mapfile -t VMS < <(jq -r 'keys[]' "$WORK/nodes.json")
-{
-  echo "all:"
-  echo "  vars: {ansible_connection: community.docker.docker}"
-  echo "  hosts:"
-  for vm in "${VMS[@]}"; do echo "    $vm: {ansible_host: $vm}"; done
-} >"$WORK/docker.yml"
+docker_inventory >"$WORK/docker.yml"
 playbook site.yml "$WORK/site-4.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent"
 same=$(comm -12 <(sort <<<"$before") <(invocations | sort) | wc -l)
 [ "$same" -eq "$(wc -l <<<"$before")" ] || fail "site.yml restarted $(($(wc -l <<<"$before") - same)) of the running agents"
