@@ -42,6 +42,9 @@ type roundPos struct {
 	cursor           string
 }
 
+// stepTimeout bounds one group's step.
+const stepTimeout = 10 * time.Second
+
 // Cleanup drops at most this many keys per entry: one entry is one bbolt
 // transaction on the source's apply path, and 10,000 deletions stalled a
 // loaded source's writes for seconds (docs/benchmarks.md, "Ring changes").
@@ -197,7 +200,12 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := exchangeAny(ctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i]); err != nil {
+			// A step is one Raft commit: a leader that does not answer in
+			// stepTimeout is frozen or cut off, and the next observation
+			// finds the group's new one.
+			sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+			defer cancel()
+			if err := exchangeAny(sctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i]); err != nil {
 				errs[i] = fmt.Errorf("%s in group %s: %w", step, g, err)
 			}
 		}()
