@@ -98,21 +98,17 @@ func NextRing(cur store.RingSpec, req wire.RingChangeRequest, weights map[string
 			return store.RingSpec{}, refuse(wire.CodeUnavailable, "ring change: group %s has no leader that answers; nothing started", g)
 		case st.Target != 0:
 			return store.RingSpec{}, refuse(wire.CodeRingChangeInProgress, "ring change: group %s is still in the change to epoch %d", g, st.Target)
-		case hasGroup(cur, g) && st.RingEpoch != cur.Epoch:
+		case cur.Has(g) && st.RingEpoch != cur.Epoch:
 			return store.RingSpec{}, refuse(wire.CodeUnavailable, "ring change: group %s is at ring epoch %d, not %d yet; try again shortly", g, st.RingEpoch, cur.Epoch)
-		case !hasGroup(cur, g) && st.RingEpoch != 0 && st.RingEpoch != cur.Epoch:
+		case !cur.Has(g) && st.RingEpoch != 0 && st.RingEpoch != cur.Epoch:
 			// A standby group is at epoch 0; a group this ring removed
 			// adopted the current ring when it left and may come back.
 			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s acts under ring epoch %d, not this ring's %d: restart its agents with empty data directories to add it", g, st.RingEpoch, cur.Epoch)
-		case !hasGroup(cur, g) && st.Keys != 0:
+		case !cur.Has(g) && st.Keys != 0:
 			return store.RingSpec{}, refuse(wire.CodeInvalidArgument, "add-group: group %s still holds %d keys", g, st.Keys)
 		}
 	}
 	return next, nil
-}
-
-func hasGroup(r store.RingSpec, g string) bool {
-	return slices.ContainsFunc(r.Groups, func(x store.RingGroup) bool { return x.ID == g })
 }
 
 // Involved lists, sorted, the groups of either ring.
@@ -143,7 +139,7 @@ func Estimates(from, to store.RingSpec, keys map[string]int) map[string]uint64 {
 	for _, g := range from.Groups {
 		sf := rf.Share(g.ID)
 		st := 0.0
-		if hasGroup(to, g.ID) {
+		if to.Has(g.ID) {
 			st = rt.Share(g.ID)
 		}
 		if sf <= 0 || st >= sf {

@@ -503,23 +503,15 @@ func (r *Runner) ChangeStatus(ctx context.Context) (wire.RingChangeAnswer, error
 	r.change.mu.Lock()
 	defer r.change.mu.Unlock()
 	if active != nil && r.change.running {
-		if r.change.live != nil && r.change.live.To.Epoch == active.To.Epoch && phaseRank(r.change.live.Phase) == phaseRank(active.Phase) {
-			live := *r.change.live
+		if l := r.change.live; l != nil && l.To.Epoch == active.To.Epoch && l.Phase == active.Phase {
 			// The record is the truth for what it holds; the live copy
 			// adds the counters of a round in flight.
+			live := *l
 			live.Sources = active.Sources
-			if len(live.Pairs) < len(active.Pairs) {
-				live.Pairs = active.Pairs
-			}
 			active = &live
 		}
 		active.Live = true
 		active.LastError = r.change.lastErr
 	}
 	return wire.RingChangeAnswer{Active: active, Last: last}, nil
-}
-
-func phaseRank(p string) int {
-	return slices.Index([]string{wire.PhasePrepare, wire.PhaseCopy, wire.PhaseFreeze, wire.PhaseFinal,
-		wire.PhaseActivate, wire.PhaseCleanup, wire.PhaseFinish, wire.PhaseDone}, p)
 }

@@ -28,6 +28,14 @@ const (
 	OpChangeLog   Op = 11 // the coordinator's record of a ring change (wire.RingChangeStatus, JSON)
 )
 
+func (o Op) isMove() bool {
+	switch o {
+	case OpMovePrepare, OpMoveFreeze, OpMoveImport, OpMoveCleanup, OpMoveFinish, OpChangeLog:
+		return true
+	}
+	return false
+}
+
 func (o Op) String() string {
 	switch o {
 	case OpPut:

@@ -112,7 +112,8 @@ func loadMove(data []byte) (*move, error) {
 	return m, nil
 }
 
-func hasGroup(r RingSpec, g string) bool {
+// Has reports whether group g is a member of the ring.
+func (r RingSpec) Has(g string) bool {
 	return slices.ContainsFunc(r.Groups, func(x RingGroup) bool { return x.ID == g })
 }
 
@@ -122,10 +123,10 @@ func hasGroup(r RingSpec, g string) bool {
 // by key: a pair that moves no key still seals, at the cost of one empty
 // round.
 func (m *move) ready(group string) error {
-	if hasGroup(m.spec.From, group) && !m.spec.Frozen {
+	if m.spec.From.Has(group) && !m.spec.Frozen {
 		return fmt.Errorf("%w: group %s is not frozen for epoch %d", ErrMoveNotReady, group, m.spec.To.Epoch)
 	}
-	if hasGroup(m.spec.To, group) {
+	if m.spec.To.Has(group) {
 		for _, g := range m.spec.From.Groups {
 			if g.ID != group && !slices.Contains(m.spec.Sealed, g.ID) {
 				return fmt.Errorf("%w: group %s has not received the final round of %s for epoch %d", ErrMoveNotReady, group, g.ID, m.spec.To.Epoch)
@@ -226,11 +227,11 @@ func (b *batch) movePrepare(a MoveArgs, res *Result) error {
 		return nil
 	case epoch >= a.To.Epoch:
 		return nil // adopted already: the change went past this group
-	case !hasGroup(a.From, b.group) && !hasGroup(a.To, b.group):
+	case !a.From.Has(b.group) && !a.To.Has(b.group):
 		res.Err = fmt.Errorf("%w: group %s is in neither ring of the change", ErrInvalidCommand, b.group)
 		return nil
 	case epoch == a.From.Epoch && sameRing(b.ring.spec, a.From):
-	case epoch == 0 && !hasGroup(a.From, b.group):
+	case epoch == 0 && !a.From.Has(b.group):
 		// A standby group that the change adds.
 	default:
 		res.Err = fmt.Errorf("%w: group %s is at ring epoch %d, the change starts from %d", ErrMoveNotReady, b.group, epoch, a.From.Epoch)
@@ -280,7 +281,7 @@ func (b *batch) moveImport(im Import, res *Result) error {
 		res.Err = fmt.Errorf("%w: group %s has not prepared the change to epoch %d", ErrMoveNotReady, b.group, im.Epoch)
 		return nil
 	}
-	if im.Source == b.group || !hasGroup(mv.spec.From, im.Source) {
+	if im.Source == b.group || !mv.spec.From.Has(im.Source) {
 		res.Err = fmt.Errorf("%w: %s is not a source of the change to epoch %d for %s", ErrInvalidCommand, im.Source, im.Epoch, b.group)
 		return nil
 	}
@@ -449,7 +450,7 @@ func (b *batch) changeLog(st wire.RingChangeStatus, res *Result) error {
 	case !sameJSON(active.To, st.To):
 		res.Err = &ChangeError{Active: *active}
 		return nil
-	case phaseOrder(st.Phase) < phaseOrder(active.Phase):
+	case wire.PhaseOrder(st.Phase) < wire.PhaseOrder(active.Phase):
 		res.Err = fmt.Errorf("%w: change to epoch %d is at phase %s, not going back to %s", ErrMoveNotReady, st.To.Epoch, active.Phase, st.Phase)
 		return nil
 	}
@@ -465,11 +466,6 @@ func (b *batch) changeLog(st wire.RingChangeStatus, res *Result) error {
 	}
 	return b.meta.Put(metaChange, enc)
 }
-
-var phases = []string{wire.PhasePrepare, wire.PhaseCopy, wire.PhaseFreeze, wire.PhaseFinal,
-	wire.PhaseActivate, wire.PhaseCleanup, wire.PhaseFinish, wire.PhaseDone}
-
-func phaseOrder(p string) int { return slices.Index(phases, p) }
 
 // validateBody decodes the body of a move or change command; apply decodes
 // it again (the same bytes decode the same way everywhere).
@@ -494,7 +490,7 @@ func decodeBody(op Op, body []byte) (MoveArgs, Import, wire.RingChangeStatus, er
 		if err := json.Unmarshal(body, &st); err != nil {
 			return a, im, st, fmt.Errorf("%w: change record: %v", ErrInvalidCommand, err)
 		}
-		if phaseOrder(st.Phase) < 0 || st.To.Epoch != st.From.Epoch+1 {
+		if wire.PhaseOrder(st.Phase) < 0 || st.To.Epoch != st.From.Epoch+1 {
 			return a, im, st, fmt.Errorf("%w: change record phase %q from epoch %d to %d", ErrInvalidCommand, st.Phase, st.From.Epoch, st.To.Epoch)
 		}
 	default:

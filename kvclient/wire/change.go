@@ -56,6 +56,18 @@ const (
 	PhaseDone     = "done"     // complete
 )
 
+var phases = []string{PhasePrepare, PhaseCopy, PhaseFreeze, PhaseFinal, PhaseActivate, PhaseCleanup, PhaseFinish, PhaseDone}
+
+// PhaseOrder is the position of phase p in a change (-1: not a phase).
+func PhaseOrder(p string) int {
+	for i, q := range phases {
+		if q == p {
+			return i
+		}
+	}
+	return -1
+}
+
 // PairProgress counts what one source has handed to one destination.
 type PairProgress struct {
 	Source string `json:"source"`
