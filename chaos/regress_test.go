@@ -45,6 +45,12 @@ func startTestCluster(t *testing.T) (ctx context.Context, c *Cluster, key, probe
 // the results dir if the test fails.
 func newTestCluster(t *testing.T, standby int) (context.Context, *Cluster, *slog.Logger) {
 	t.Helper()
+	return newTestClusterWith(t, standby, DefaultAgentArgs)
+}
+
+// newTestClusterWith is newTestCluster with the agents' flags.
+func newTestClusterWith(t *testing.T, standby int, agentArgs []string) (context.Context, *Cluster, *slog.Logger) {
+	t.Helper()
 	image, ctx := needDocker(t)
 	root := os.Getenv("CARPKV_CHAOS_RESULTS")
 	if root == "" {
@@ -53,7 +59,7 @@ func newTestCluster(t *testing.T, standby int) (context.Context, *Cluster, *slog
 	dir := filepath.Join(root, time.Now().Format("20060102-150405")+"-"+t.Name())
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	name := fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), runs.Add(1))
-	c, err := StartCluster(ctx, ClusterConfig{Groups: 2, Standby: standby, Replicas: 3, AgentArgs: DefaultAgentArgs, Dir: dir, Log: log}, name, image)
+	c, err := StartCluster(ctx, ClusterConfig{Groups: 2, Standby: standby, Replicas: 3, AgentArgs: agentArgs, Dir: dir, Log: log}, name, image)
 	if err != nil {
 		t.Fatal(err)
 	}

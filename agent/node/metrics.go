@@ -10,6 +10,7 @@ import (
 type Metrics struct {
 	commitLatency prometheus.Histogram
 	leaderChanges prometheus.Counter
+	lostWrites    *prometheus.CounterVec
 }
 
 func newMetrics() *Metrics {
@@ -23,6 +24,10 @@ func newMetrics() *Metrics {
 			Name: "carpkv_raft_leadership_changes_total",
 			Help: "Leadership gained or lost by this node.",
 		}),
+		lostWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "carpkv_raft_lost_writes_total",
+			Help: "Writes in flight when this node lost leadership, by what became of them: applied, not_applied (overwritten, the client retries), unknown (the deadline passed first).",
+		}, []string{"outcome"}),
 	}
 }
 
@@ -35,6 +40,7 @@ func (n *Node) Register(reg prometheus.Registerer) {
 	reg.MustRegister(
 		n.metrics.commitLatency,
 		n.metrics.leaderChanges,
+		n.metrics.lostWrites,
 		gauge("carpkv_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),

@@ -44,6 +44,12 @@ type Node struct {
 
 	metrics *Metrics
 
+	// results and resolving serve writes in flight when leadership is
+	// lost (outcome.go): the store's recent results, and how many such
+	// writes are waiting for their entry's fate.
+	results   *recentResults
+	resolving atomic.Int32
+
 	closeOnce sync.Once
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -56,7 +62,7 @@ func Open(cfg config.Config, log *slog.Logger) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), metrics: newMetrics()}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), metrics: newMetrics(), results: newRecentResults()}
 	if err := n.open(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -150,7 +156,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return err
 	}
-	if n.raft, err = raft.NewRaft(rc, n.store, n.logs, n.bolt, n.snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, fsm{Store: n.store, results: n.results}, n.logs, n.bolt, n.snaps, n.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	if n.cfg.Bootstrap && !hasState {
@@ -212,6 +218,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			if terr := waitFuture(ctx, n.raft.LeadershipTransfer()); terr != nil {
 				n.log.Warn("leadership transfer failed; stopping anyway", "err", terr)
 			}
+			// Writes in flight at the transfer learn their fate from the
+			// new leader's log; give them a moment before Raft stops.
+			n.waitResolved(ctx, 2*time.Second)
 		}
 		if serr := n.raft.Shutdown().Error(); serr != nil {
 			err = serr

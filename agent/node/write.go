@@ -26,7 +26,9 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 	}
 	start := time.Now()
 	enqueue := time.Until(deadline(ctx, time.Second))
-	f := n.raft.Apply(cmd.Marshal(), enqueue)
+	term := n.raft.CurrentTerm()
+	data := cmd.Marshal()
+	f := n.raft.Apply(data, enqueue)
 
 	done := make(chan struct{})
 	go func() { _ = f.Error(); close(done) }()
@@ -37,14 +39,28 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 	}
 	switch err := f.Error(); {
 	case err == nil:
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// Refused before it was appended.
 		return nil, n.notLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return nil, ErrUnavailable
+	case errors.Is(err, raft.ErrLeadershipLost):
+		// Appended, then this node stopped leading: the group's log
+		// tells whether the entry committed (outcome.go).
+		res, rerr := n.resolveLost(ctx, f.Index(), term, data)
+		switch {
+		case errors.Is(rerr, errOverwritten):
+			n.metrics.lostWrites.WithLabelValues("not_applied").Inc()
+			return nil, n.notLeader()
+		case rerr != nil:
+			n.metrics.lostWrites.WithLabelValues("unknown").Inc()
+			return nil, rerr
+		}
+		n.metrics.lostWrites.WithLabelValues("applied").Inc()
+		return res, nil
 	default:
-		// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore: the
-		// entry may have been appended and may still commit.
+		// ErrRaftShutdown, ErrAbortedByRestore: the entry may have been
+		// appended and may still commit.
 		n.log.Debug("write outcome unknown", "err", err)
 		return nil, ErrUnknownOutcome
 	}
