@@ -17,6 +17,12 @@
 #  6. The VM boot path: a VM dies, is removed from its group, and a fresh VM
 #     boots with the module's cloud-init user data (real cloud-init, NoCloud
 #     seed); the agent it installs joins the group.
+#  7. A group added the operator's way: Terraform plans 3 groups (the
+#     existing nodes' user data unchanged), the inventory gains carpkv_g3,
+#     site.yml starts its agents as a standby group without restarting any
+#     other agent, and `carpkvctl ring add-group g3 --wait` moves its share
+#     of the keys while clients write and read: no failed operation, every
+#     acknowledged write reads back, every agent acts under ring epoch 2.
 #
 # Everything it creates carries the label carpkv-deploy-test=<run> and is
 # removed on exit (make deploy-clean removes leftovers of killed runs).
@@ -101,16 +107,18 @@ note "binaries at http://$GATEWAY:$PORT/"
 SETTINGS='{"gossip-profile": "local", "raft-heartbeat-timeout": "1s", "raft-election-timeout": "1s", "raft-leader-lease-timeout": "500ms"}'
 jq -n --argjson s "$SETTINGS" '{agent_settings: $s}' >"$WORK/settings.tfvars.json"
 
-# plan VERSION: terraform apply of deploy/render for agent VERSION; the
-# outputs land in $WORK/plan.json.
+# plan VERSION [ARGS...]: terraform apply of deploy/render for agent
+# VERSION, with more terraform ARGS (-var groups=3); the outputs land in
+# $WORK/plan.json.
 plan() {
-  local tf=("$TF" -chdir=deploy/render)
+  local v=$1 tf=("$TF" -chdir=deploy/render)
+  shift
   export TF_DATA_DIR=$WORK/tf-data
   [ -d "$TF_DATA_DIR" ] || "${tf[@]}" init -input=false -no-color >/dev/null
   "${tf[@]}" apply -auto-approve -input=false -no-color -state="$WORK/terraform.tfstate" \
     -var "name=$RUN" -var "network_cidr=$SUBNET" \
     -var-file="$WORK/settings.tfvars.json" \
-    -var "agent_url=http://$GATEWAY:$PORT/$1/carpkv-agent" -var "agent_sha256=$(sha "$1")" >"$WORK/terraform.log"
+    -var "agent_url=http://$GATEWAY:$PORT/$v/carpkv-agent" -var "agent_sha256=$(sha "$v")" "$@" >"$WORK/terraform.log"
   "${tf[@]}" output -json -state="$WORK/terraform.tfstate" >"$WORK/plan.json"
   unset TF_DATA_DIR
 }
@@ -135,12 +143,13 @@ note "systemd is up on every VM ($(docker exec "${VMS[0]}" systemctl --version |
 
 # Ansible reaches the VMs with `docker exec` (community.docker.docker); the
 # rest of the inventory is the one Terraform wrote.
-{
+docker_inventory() {
   echo "all:"
   echo "  vars: {ansible_connection: community.docker.docker}"
   echo "  hosts:"
   for vm in "${VMS[@]}"; do echo "    $vm: {ansible_host: $vm}"; done
-} >"$WORK/docker.yml"
+}
+docker_inventory >"$WORK/docker.yml"
 playbook() { # playbook NAME LOG [ARGS...]
   local name=$1 log=$2
   shift 2
@@ -150,6 +159,86 @@ playbook() { # playbook NAME LOG [ARGS...]
     fail "ansible-playbook $name (log: $log)"
   fi
   sed -n '/PLAY RECAP/,$p' "$log" | sed 's/^/   /'
+}
+
+# Each start of a unit gets a new InvocationID; PIDs would not do, as every VM
+# has its own PID namespace and one VM's new PID can equal another's old one.
+invocations() {
+  for vm in "${VMS[@]}"; do
+    echo "$vm $(docker exec "$vm" systemctl show -p InvocationID --value carpkv-agent)"
+  done
+}
+clients_going() { [ "$(cat "$WORK/load-a.acked" "$WORK/load-b.acked" | wc -l)" -ge 20 ]; }
+
+# add_a_group RELEASE: step 9, with the cluster running RELEASE (v1, v2).
+add_a_group() {
+  local rel=$1 t0 changed same na fa nb fb g3keys vm NEW before
+  step "add a group: Terraform plans g3, site.yml starts it as a standby group"
+  t0=$SECONDS
+  cp "$WORK/plan.json" "$WORK/plan-2groups.json"
+  # The operator raises groups and pins initial_groups to the first ring's.
+  plan "$rel" -var groups=3 -var initial_groups=2
+  changed=$(jq -n --slurpfile a "$WORK/plan-2groups.json" --slurpfile b "$WORK/plan.json" '
+    [$a[0].user_data.value | keys[] as $n
+     | select($a[0].user_data.value[$n] != $b[0].user_data.value[$n]
+              or $a[0].nodes.value[$n] != $b[0].nodes.value[$n]) | $n] | join(" ")' -r)
+  [ -z "$changed" ] || fail "raising groups changed the plan of existing nodes: $changed"
+  jq '.nodes.value' "$WORK/plan.json" >"$WORK/nodes.json"
+  jq -r '.ansible_inventory.value' "$WORK/plan.json" >"$WORK/inventory.yml"
+  CARPKV_ADDR=$(jq -r '.carpkv_addr.value' "$WORK/plan.json")
+  mapfile -t NEW < <(jq -r 'to_entries[] | select(.value.group == "g3") | .key' "$WORK/nodes.json")
+  note "the existing nodes' plan and user data are unchanged; new: ${NEW[*]}"
+  for vm in "${NEW[@]}"; do
+    vm_create "$vm" "$(ip_of "$vm")"
+    docker start "$vm" >/dev/null
+  done
+  for vm in "${NEW[@]}"; do wait_for 120 "$vm to boot" vm_booted "$vm"; done
+  before=$(invocations)
+  mapfile -t VMS < <(jq -r 'keys[]' "$WORK/nodes.json")
+  docker_inventory >"$WORK/docker.yml"
+  playbook site.yml "$WORK/site-4.log" -e "carpkv_agent_binary=$WORK/www/$rel/carpkv-agent"
+  same=$(comm -12 <(sort <<<"$before") <(invocations | sort) | wc -l)
+  [ "$same" -eq "$(wc -l <<<"$before")" ] || fail "site.yml restarted $(($(wc -l <<<"$before") - same)) of the running agents"
+  note "site.yml converged ${#VMS[@]} hosts in $((SECONDS - t0)) s and restarted none of the running agents"
+  for vm in "${NEW[@]}"; do
+    [ "$(docker exec "$vm" systemctl is-active carpkv-agent)" = active ] || fail "$vm: the agent is not active"
+  done
+  standby() {
+    status_json | jq -e '.ring.epoch == 1 and (.groups | length) == 3 and all(.groups[] | select(.group == "g3");
+      .standing == "standby" and .leader != null and .leader != "" and .keys == 0 and
+      ([.members[] | select(.suffrage == "Voter" and .ready and .agent.id == .id)] | length) == 3)' >/dev/null
+  }
+  wait_for 60 "g3: 3 ready agents, a leader, standby at ring epoch 1" standby
+  ctl status
+
+  step "carpkvctl ring add-group g3 --wait, clients running"
+  rm -f "$WORK/load.stop"
+  load a &
+  load_pids=($!)
+  load b &
+  load_pids+=($!)
+  wait_for 90 "the clients to get going" clients_going
+  t0=$SECONDS
+  ctl --timeout 300s ring add-group g3 --wait
+  note "g3 added in $((SECONDS - t0)) s"
+  touch "$WORK/load.stop"
+  wait "${load_pids[@]}"
+  load_pids=()
+  read -r na fa <"$WORK/load-a.result"
+  read -r nb fb <"$WORK/load-b.result"
+  note "clients: $((na + nb)) put+get rounds during the change, $((fa + fb)) failed"
+  if [ $((fa + fb)) -ne 0 ]; then
+    cat "$WORK"/load-*.err >&2
+    fail "$((fa + fb)) client operations failed during the ring change"
+  fi
+  wait_for 60 "3 groups x 3 ready agents under ring epoch 2" cluster_healthy 3 3 2
+  note "every agent acts under ring epoch 2"
+  g3keys=$(status_json | jq '.groups[] | select(.group == "g3") | .keys')
+  [ "${g3keys:-0}" -gt 0 ] || fail "g3 holds no keys after it was added"
+  note "g3 holds $g3keys keys"
+  cat "$WORK/load-a.acked" "$WORK/load-b.acked" >>"$WORK/acked"
+  check_keys "$WORK/acked"
+  ctl status
 }
 
 step "converge: ansible-playbook site.yml"
@@ -186,6 +275,13 @@ put_keys "$WORK/acked" key- 100
 check_keys "$WORK/acked"
 note "and with curl, straight to an agent: GET http://$(ip_of "${VMS[0]}"):8000/v1/agent/self"
 curl -fsS "http://$(ip_of "${VMS[0]}"):8000/v1/agent/self" | jq -c '{id, group, state, ring_epoch, version}' | sed 's/^/   /'
+
+if [ "${ONLY_ADD_GROUP:-0}" = 1 ]; then
+  # Working on step 9 alone: skip the restarts, upgrade and boot path.
+  add_a_group v1
+  step "deploy-test (ONLY_ADD_GROUP=1, steps 1-3 and 9): passed in $SECONDS s"
+  exit 0
+fi
 
 step "systemctl restart of g1's leader"
 old=$(leader_of g1)
@@ -230,8 +326,7 @@ load a &
 load_pids=($!)
 load b &
 load_pids+=($!)
-clients_going() { [ "$(cat "$WORK/load-a.acked" "$WORK/load-b.acked" | wc -l)" -ge 20 ]; }
-wait_for 30 "the clients to get going" clients_going
+wait_for 90 "the clients to get going" clients_going
 t0=$SECONDS
 playbook upgrade.yml "$WORK/upgrade.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent"
 note "upgraded in $((SECONDS - t0)) s"
@@ -240,17 +335,12 @@ versions=$(status_json | jq -r '[.groups[].members[] | select(.suffrage == "Vote
 note "every agent runs deploy-v2"
 
 step "a settings change through site.yml restarts the agents one at a time, clients still running"
-# Each start of a unit gets a new InvocationID; PIDs would not do, as every VM
-# has its own PID namespace and one VM's new PID can equal another's old one.
-invocations() {
-  for vm in "${VMS[@]}"; do
-    echo "$vm $(docker exec "$vm" systemctl show -p InvocationID --value carpkv-agent)"
-  done
-}
 before=$(invocations)
 t0=$SECONDS
-playbook site.yml "$WORK/site-3.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent" \
-  -e "{\"carpkv_settings\": $(jq -c '. + {"max-in-flight": 2048}' <<<"$SETTINGS")}"
+# From here on these are the cluster's settings, for Ansible and Terraform.
+SETTINGS=$(jq -c '. + {"max-in-flight": 2048}' <<<"$SETTINGS")
+jq -n --argjson s "$SETTINGS" '{agent_settings: $s}' >"$WORK/settings.tfvars.json"
+playbook site.yml "$WORK/site-3.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent"
 note "rolled in $((SECONDS - t0)) s"
 same=$(comm -12 <(sort <<<"$before") <(invocations | sort) | wc -l)
 [ "$same" -eq 0 ] || fail "$same agents were not restarted after their settings changed"
@@ -301,5 +391,7 @@ note "g2 voters: $voters"
 if grep -qw "$dead" <<<"$voters"; then fail "the removed $dead is still a voter of g2"; fi
 check_keys "$WORK/acked"
 ctl status
+
+add_a_group v2
 
 step "deploy-test: all passed in $SECONDS s"

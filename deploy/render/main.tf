@@ -21,6 +21,18 @@ variable "agent_sha256" {
   type = string
 }
 
+variable "groups" {
+  description = "Shard groups: 2, then 3 when the test adds a group."
+  type        = number
+  default     = 2
+}
+
+variable "initial_groups" {
+  description = "The first ring's groups, pinned when the test raises groups (null: groups)."
+  type        = number
+  default     = null
+}
+
 variable "agent_settings" {
   description = "The test's agent settings (the same go to Ansible's carpkv_settings)."
   type        = any
@@ -28,10 +40,11 @@ variable "agent_settings" {
 }
 
 module "cluster" {
-  source   = "../../terraform/modules/carpkv-cluster"
-  name     = var.name
-  groups   = 2
-  replicas = 3
+  source         = "../../terraform/modules/carpkv-cluster"
+  name           = var.name
+  groups         = var.groups
+  initial_groups = var.initial_groups
+  replicas       = 3
   # Slices 1-3 of four (slice 0 holds Docker's gateway): one member of
   # each group per "zone", as on AWS.
   subnets = [for i, zone in ["zone-a", "zone-b", "zone-c"] : {

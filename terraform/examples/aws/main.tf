@@ -79,6 +79,8 @@ module "cluster" {
 
   name           = var.name
   groups         = var.groups
+  initial_groups = var.initial_groups
+  removed_groups = var.removed_groups
   replicas       = var.replicas
   group_weights  = var.group_weights
   subnets        = local.subnets

@@ -15,6 +15,18 @@ variable "groups" {
   default     = 2
 }
 
+variable "initial_groups" {
+  description = "Groups of the cluster's first ring; null: groups. Pin it to the original number before raising groups (docs/deploy.md, \"Add or remove a group\")."
+  type        = number
+  default     = null
+}
+
+variable "removed_groups" {
+  description = "Group IDs removed from the ring (carpkvctl ring remove-group) whose instances are to be destroyed, e.g. [\"g2\"]."
+  type        = list(string)
+  default     = []
+}
+
 variable "replicas" {
   description = "Agents per shard group (Raft voters): 3 survives one failure, 5 two."
   type        = number

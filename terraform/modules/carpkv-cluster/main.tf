@@ -3,14 +3,28 @@
 # installs and starts its agent. No resources, no providers.
 
 locals {
-  group_ids = [for g in range(var.groups) : "g${g + 1}"]
+  # Every group the cluster ever had up to `groups`, g1..gN: the placement
+  # counts them all, so a group's nodes keep their subnets and addresses
+  # whatever is added after them or removed before them.
+  all_group_ids = [for g in range(var.groups) : "g${g + 1}"]
+  # The groups whose nodes are planned: removed_groups are left out.
+  group_ids = [for g in local.all_group_ids : g if !contains(var.removed_groups, g)]
   weights   = { for g in local.group_ids : g => lookup(var.group_weights, g, 1) }
+
+  # The groups of the cluster's first ring. Only they are counted in
+  # expect-groups and only their nodes are gossip seeds, so raising
+  # `groups` later adds nodes without changing a byte of the existing
+  # nodes' settings or user data (docs/deploy.md, "Add or remove a group").
+  initial_groups  = coalesce(var.initial_groups, var.groups)
+  founding_groups = [for gi, g in local.all_group_ids : g if gi < local.initial_groups && contains(local.group_ids, g)]
+  # Once every founding group is removed, the remaining groups seed.
+  seed_groups = length(local.founding_groups) > 0 ? local.founding_groups : local.group_ids
 
   # Replica r of group g goes to subnet (g + r) mod n: each group's members
   # walk the subnets in turn, and groups start at different subnets so the
   # leaders' load spreads too.
   slots = flatten([
-    for gi, g in local.group_ids : [
+    for gi, g in local.all_group_ids : [
       for r in range(var.replicas) : {
         name    = "${var.name}-${g}-${r + 1}"
         group   = g
@@ -20,14 +34,19 @@ locals {
     ]
   ])
 
-  # The k-th node placed in a subnet gets host number host_offset + k.
-  placed = [
+  all_placed = [
     for i, s in local.slots : merge(s, {
       zone      = var.subnets[s.subnet].zone
       subnet_id = var.subnets[s.subnet].id
       ip = cidrhost(var.subnets[s.subnet].cidr,
       var.host_offset + length([for j, o in local.slots : j if j < i && o.subnet == s.subnet]))
     })
+  ]
+
+  # The k-th node placed in a subnet gets host number host_offset + k,
+  # counting the nodes of removed groups too (their addresses stay unused).
+  placed = [
+    for i, s in local.all_placed : s if contains(local.group_ids, s.group)
   ]
 
   nodes = {
@@ -38,15 +57,19 @@ locals {
     })
   }
 
-  # Gossip seeds: the first members of every group, then the second ones,
-  # and so on (so they span groups and zones); each node takes the first
-  # five that are not itself. One reachable seed is enough to join.
-  seed_order = [for n in sort([for n in local.placed : format("%02d/%03d/%s", n.replica, index(local.group_ids, n.group), n.name)]) : split("/", n)[2]]
+  # Gossip seeds: the first members of every founding group, then the
+  # second ones, and so on (so they span groups and zones); each node takes
+  # the first five that are not itself. One reachable seed is enough to
+  # join, and the nodes of a group added later find the cluster through
+  # the founding groups' nodes.
+  seed_order = [for n in sort([
+    for n in local.placed : format("%02d/%03d/%s", n.replica, index(local.all_group_ids, n.group), n.name)
+    if contains(local.seed_groups, n.group)
+  ]) : split("/", n)[2]]
   seeds = {
-    for name in keys(local.nodes) : name => slice(
-      [for s in local.seed_order : local.nodes[s].gossip_addr if s != name], 0,
-      min(5, length(local.nodes) - 1)
-    )
+    for name in keys(local.nodes) : name => [
+      for i, s in [for s in local.seed_order : local.nodes[s].gossip_addr if s != name] : s if i < 5
+    ]
   }
 
   # Zone spread: the largest number of a group's members in one zone must
@@ -78,7 +101,7 @@ locals {
         "gossip-addr"      = "0.0.0.0:${var.ports.gossip}"
         "gossip-advertise" = n.gossip_addr
         "bootstrap-expect" = var.replicas
-        "expect-groups"    = var.groups
+        "expect-groups"    = local.initial_groups
         "retry-join"       = local.seeds[name]
       }, var.agent_settings)),
       "\"group-weight\": ${strcontains(tostring(local.weights[n.group]), ".") ? tostring(local.weights[n.group]) : "${local.weights[n.group]}.0"}\n",

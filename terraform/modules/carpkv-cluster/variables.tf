@@ -18,6 +18,40 @@ variable "groups" {
   }
 }
 
+variable "initial_groups" {
+  description = <<-EOT
+    How many groups the cluster's first ring had (g1..gN): the agents'
+    expect-groups, and the groups whose nodes are gossip seeds. null: all
+    of `groups`. Set it to the original number before you raise `groups`:
+    the existing nodes' settings and user data then stay exactly as they
+    are, and the new groups' agents start as standby groups until
+    `carpkvctl ring add-group` adds them (docs/deploy.md, "Add or remove a
+    group").
+  EOT
+  type        = number
+  default     = null
+  validation {
+    condition     = var.initial_groups == null || try(var.initial_groups >= 1 && var.initial_groups <= 64 && floor(var.initial_groups) == var.initial_groups, false)
+    error_message = "initial_groups must be null or a whole number from 1 to 64."
+  }
+}
+
+variable "removed_groups" {
+  description = <<-EOT
+    Group IDs (e.g. ["g2"]) whose nodes are no longer planned: list a group
+    here after `carpkvctl ring remove-group` removed it and `carpkvctl
+    status` says it can be stopped. Every other node keeps its name,
+    subnet and address. (Lowering `groups` drops the highest-numbered
+    groups the same way.)
+  EOT
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for g in var.removed_groups : can(regex("^g[1-9][0-9]*$", g))])
+    error_message = "removed_groups lists group IDs such as \"g2\"."
+  }
+}
+
 variable "replicas" {
   description = "Agents per shard group (its Raft voters). 3 survives one failure, 5 two."
   type        = number

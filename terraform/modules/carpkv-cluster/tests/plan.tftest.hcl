@@ -225,3 +225,132 @@ run "rejects_layout_keys_in_agent_settings" {
   }
   expect_failures = [var.agent_settings]
 }
+
+# Adding a group to a running cluster: raise `groups` and pin
+# `initial_groups` to the first ring's size. The existing nodes' plan,
+# settings and user data must not change at all (on a cloud, a changed
+# address or subnet replaces an instance, a changed user data churns it);
+# the new group's nodes are only additions and start as a standby group
+# (the same expect-groups, seeds among the existing nodes).
+run "a_cluster_of_two_groups" {
+  command = plan
+
+  variables {
+    groups = 2
+  }
+  assert {
+    condition     = length(output.nodes) == 6
+    error_message = "2 x 3 nodes"
+  }
+}
+
+run "raising_groups_only_adds_the_new_groups_nodes" {
+  command = plan
+
+  variables {
+    groups         = 3
+    initial_groups = 2
+  }
+  assert {
+    condition     = sort(setsubtract(keys(output.nodes), keys(run.a_cluster_of_two_groups.nodes))) == tolist(["kv-g3-1", "kv-g3-2", "kv-g3-3"]) && length(setsubtract(keys(run.a_cluster_of_two_groups.nodes), keys(output.nodes))) == 0
+    error_message = "going from 2 to 3 groups must add kv-g3-1..3 and keep every existing node"
+  }
+  assert {
+    condition     = alltrue([for name, n in run.a_cluster_of_two_groups.nodes : output.nodes[name] == n])
+    error_message = "an existing node's placement (subnet, zone, address) must not change"
+  }
+  assert {
+    condition     = alltrue([for name, c in run.a_cluster_of_two_groups.agent_config : output.agent_config[name] == c])
+    error_message = "an existing node's agent settings must not change"
+  }
+  assert {
+    condition     = alltrue([for name, u in run.a_cluster_of_two_groups.user_data : output.user_data[name] == u])
+    error_message = "an existing node's user data must not change"
+  }
+  assert {
+    condition     = length(distinct([for n in output.nodes : n.ip])) == 9 && length(distinct([for n in output.nodes : n.zone if n.group == "g3"])) == 3
+    error_message = "the new group's nodes get free addresses, one per zone"
+  }
+  assert {
+    condition = alltrue([for name in ["kv-g3-1", "kv-g3-2", "kv-g3-3"] :
+      yamldecode(output.agent_config[name])["expect-groups"] == 2 && yamldecode(output.agent_config[name])["bootstrap-expect"] == 3 && yamldecode(output.agent_config[name]).group == "g3"
+    ])
+    error_message = "the new group's agents form a group of 3 and keep the first ring's expect-groups"
+  }
+  assert {
+    condition = alltrue([for name in ["kv-g3-1", "kv-g3-2", "kv-g3-3"] :
+      length(yamldecode(output.agent_config[name])["retry-join"]) == 5 && length(setsubtract(yamldecode(output.agent_config[name])["retry-join"], [for n in run.a_cluster_of_two_groups.nodes : n.gossip_addr])) == 0
+    ])
+    error_message = "the new group's agents must join through five of the existing agents"
+  }
+  assert {
+    condition     = keys(yamldecode(output.ansible_inventory).all.children.carpkv.children) == ["carpkv_g1", "carpkv_g2", "carpkv_g3"]
+    error_message = "the inventory must gain carpkv_g3"
+  }
+}
+
+run "without_initial_groups_expect_groups_follows_groups" {
+  command = plan
+
+  variables {
+    groups = 3
+  }
+  assert {
+    condition     = yamldecode(output.agent_config["kv-g1-1"])["expect-groups"] == 3 && output.agent_config["kv-g1-1"] != run.a_cluster_of_two_groups.agent_config["kv-g1-1"]
+    error_message = "a new cluster's first ring has all of `groups` (which is why a growing one pins initial_groups)"
+  }
+}
+
+# Removing a group: after `carpkvctl ring remove-group`, list it in
+# removed_groups (or lower `groups` for the highest-numbered one). Only its
+# nodes go; every other node keeps its name, subnet and address.
+run "removing_the_last_group_gives_back_the_two_group_plan" {
+  command = plan
+
+  variables {
+    groups         = 3
+    initial_groups = 2
+    removed_groups = ["g3"]
+  }
+  assert {
+    condition     = output.nodes == run.a_cluster_of_two_groups.nodes && output.user_data == run.a_cluster_of_two_groups.user_data
+    error_message = "removing g3 must leave exactly the nodes and user data from before it was added"
+  }
+}
+
+run "removing_a_middle_group_keeps_the_others_addresses" {
+  command = plan
+
+  variables {
+    groups         = 3
+    initial_groups = 2
+    removed_groups = ["g2"]
+  }
+  assert {
+    condition     = sort(keys(output.nodes)) == tolist(["kv-g1-1", "kv-g1-2", "kv-g1-3", "kv-g3-1", "kv-g3-2", "kv-g3-3"])
+    error_message = "only g2's nodes may go"
+  }
+  assert {
+    condition     = alltrue([for name, n in output.nodes : n == run.raising_groups_only_adds_the_new_groups_nodes.nodes[name]])
+    error_message = "the remaining nodes must keep their placement and addresses"
+  }
+  assert {
+    condition = alltrue([for name, c in output.agent_config :
+      length(setintersection(yamldecode(c)["retry-join"], [for n in run.a_cluster_of_two_groups.nodes : n.gossip_addr if n.group == "g2"])) == 0
+    ])
+    error_message = "no node may list a removed group's agent as a gossip seed"
+  }
+  assert {
+    condition     = keys(yamldecode(output.ansible_inventory).all.children.carpkv.children) == ["carpkv_g1", "carpkv_g3"]
+    error_message = "the inventory must drop carpkv_g2"
+  }
+}
+
+run "rejects_a_bad_initial_groups" {
+  command = plan
+
+  variables {
+    initial_groups = 0
+  }
+  expect_failures = [var.initial_groups]
+}
