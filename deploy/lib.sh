@@ -129,11 +129,14 @@ put_keys() {
 # $WORK/load.stop exists, about four rounds a second. Every failure (after kvclient's own retries
 # within --timeout) is counted; acknowledged writes go to load-ID.acked.
 load() {
-  local id=$1 n=0 failed=0 key val got rc out=$WORK/load-$1
+  local id=$1 n=0 failed=0 key val got rc out=$WORK/load-$1 run
+  # Keys are new in every run of a client: the acknowledged writes of all
+  # runs are checked together at the end, one value per key.
+  run=$(date +%s%N)
   : >"$out.acked"
   while [ ! -e "$WORK/load.stop" ]; do
     n=$((n + 1))
-    key=load-$id-$n val=v$n-$RANDOM
+    key=load-$id-$run-$n val=v$n-$RANDOM
     rc=0
     ctl --timeout 20s put "$key" "$val" >/dev/null 2>>"$out.err" || rc=$?
     if [ "$rc" -ne 0 ]; then
