@@ -40,6 +40,15 @@ chaos: ## fault-injection suite: Docker cluster, nemesis, linearizability check 
 	  CARPKV_CHAOS_RESULTS="$(CHAOS_RESULTS)" \
 	  $(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '$(if $(SEED),^TestChaos$$,^TestChaos)' ./chaos/
 
+bench-failover: ## how long a group goes without acknowledged writes when its leader freezes, dies or is cut off, with kvclient's liveness pings and without (FAILOVER_ROUNDS=5)
+	mkdir -p $(CHAOS_RESULTS); trap '$(GO) run ./chaos/cmd/carpkv-chaos clean >/dev/null' EXIT; \
+	for liveness in default off; do \
+	  CARPKV_CHAOS=1 CARPKV_CHAOS_RESULTS="$(CHAOS_RESULTS)" CHAOS_GAP_ROUNDS=$(FAILOVER_ROUNDS) \
+	    CHAOS_GAP_LIVENESS=$$( [ $$liveness = off ] && echo off ) CHAOS_GAP_JSON=$(CHAOS_RESULTS)/failover-$$liveness.json \
+	    $(GO) test -count=1 -v -timeout 1h -run '^TestChaosLeaderFaultGaps$$' ./chaos/ || exit 1; \
+	done
+FAILOVER_ROUNDS ?= 5
+
 chaos-clean: ## remove every container, network, iptables chain and image of chaos runs
 	$(GO) run ./chaos/cmd/carpkv-chaos clean --all
 

@@ -243,3 +243,31 @@ func TestKVStreamEndsCleanlyWhenTheAgentStops(t *testing.T) {
 	<-stopped
 	t.Logf("%d reads answered, %d refused while stopping", ok, refused)
 }
+
+// A liveness ping is answered by the connection's reader at once, even
+// while the requests before it wait on a Raft group that cannot commit:
+// only a frozen or cut-off agent leaves a ping unanswered (kvclient's
+// Config.LivenessTimeout).
+func TestKVStreamPingIsAnsweredWhileRaftCannotCommit(t *testing.T) {
+	c := testcluster.Start(t, "g1", 3)
+	c.DumpLogsOnFailure()
+	leader := c.Leader(10 * time.Second)
+	s := openStream(t, leader.HTTPAddr)
+	for _, n := range c.Running() {
+		if n != leader {
+			n.Stop() // returns when the process has exited
+		}
+	}
+	// A write that cannot commit (no quorum), then a ping behind it.
+	s.send(
+		req(wire.StreamRequest{ID: 1, Op: wire.StreamPut, TimeoutUS: 60e6, Key: []byte("k"), Value: []byte("v")}),
+		req(wire.StreamRequest{ID: 2, Op: wire.StreamPing}),
+	)
+	r, err := s.read()
+	if err != nil {
+		t.Fatalf("no answer to the ping: %v", err)
+	}
+	if r.ID != 2 || r.Err != nil || len(r.Value) != 0 {
+		t.Fatalf("first answer %+v, want the ping's (ID 2), ok and empty", r)
+	}
+}

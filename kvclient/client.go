@@ -41,8 +41,9 @@ type Client struct {
 	// (Unix nanoseconds).
 	lastBgRefresh atomic.Int64
 
-	// silent maps an agent address to the time until which calls do not
-	// start at it: it left a request unanswered (group.go, unanswered).
+	// silent maps an agent address to a silence (group.go): until when
+	// calls do not start at it, since it left a request or a liveness
+	// ping unanswered.
 	silent sync.Map
 
 	closed atomic.Bool

@@ -41,6 +41,21 @@ type Config struct {
 	// The context of each call bounds the whole call. Default 2s.
 	RequestTimeout time.Duration
 
+	// LivenessTimeout is how long a KV stream connection may leave a
+	// liveness ping unanswered before the Client declares it dead. A
+	// connection with requests in flight that has received nothing for
+	// LivenessTimeout/3 is pinged; the agent answers a ping at once from
+	// the connection's reader, whatever its Raft group is doing, so only
+	// a frozen or cut-off agent (or a starved one: see docs/design.md)
+	// misses it. The requests in flight then end as an agent that dropped
+	// the connection ends them (a write's outcome is unknown, a read is
+	// retried elsewhere), and new calls go to the other members at once
+	// rather than after RequestTimeout: a frozen leader costs its group's
+	// clients about what a dead one does. Default 750ms; negative turns
+	// the pings off (a silent connection is then given up after
+	// RequestTimeout).
+	LivenessTimeout time.Duration
+
 	// DialTimeout bounds opening a connection to one agent, so that a dead
 	// address costs little before the next is tried. Used only when
 	// HTTPClient is nil. Default 1s.
@@ -93,6 +108,7 @@ type Config struct {
 const (
 	DefaultRequestTimeout      = 2 * time.Second
 	DefaultDialTimeout         = time.Second
+	DefaultLivenessTimeout     = 750 * time.Millisecond
 	DefaultMaxAttempts         = 0 // bounded by the deadline only
 	DefaultCallTimeout         = 10 * time.Second
 	DefaultBackoffMin          = 20 * time.Millisecond
@@ -108,6 +124,7 @@ func DefaultConfig() Config {
 	return Config{
 		RequestTimeout:      DefaultRequestTimeout,
 		DialTimeout:         DefaultDialTimeout,
+		LivenessTimeout:     DefaultLivenessTimeout,
 		MaxAttempts:         DefaultMaxAttempts,
 		CallTimeout:         DefaultCallTimeout,
 		BackoffMin:          DefaultBackoffMin,
@@ -127,6 +144,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = d.DialTimeout
+	}
+	if cfg.LivenessTimeout == 0 {
+		cfg.LivenessTimeout = d.LivenessTimeout
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = d.CallTimeout

@@ -81,41 +81,61 @@ func (cu *cursor) first(r route) string {
 	if len(cu.g.addrs) == 0 {
 		return cu.g.cachedLeader()
 	}
-	a, _ := cu.turn(0, "")
+	a, _ := cu.turn(0, "", true)
 	return a
 }
 
 // next is the address to try after the one that failed: the cached leader if it
 // is another address (someone else may have learned it meanwhile), else the
-// next address in turn.
+// next address in turn (turn), else failed again.
 func (cu *cursor) next(r route, failed string) string {
 	if r == routeLeader {
 		if l := cu.g.cachedLeader(); l != "" && l != failed && !cu.g.c.unresponsive(l) {
 			return l
 		}
 	}
-	if a, ok := cu.turn(1, failed); ok {
+	// Not to an agent that went silent just now: dialling a frozen or
+	// dead one costs a whole DialTimeout, while the member that just
+	// failed will name the new leader once its group has one.
+	if a, ok := cu.turn(1, failed, false); ok {
 		return a
 	}
-	return failed // a single address, or none
+	return failed // a single address, or none but those just gone
 }
 
 // turn moves the cursor to the first address from from places on (cyclic)
 // that is not skip and has not recently left a request unanswered; if every
-// other address has, to the first that is not skip. ok is false if there
-// is no address but skip.
-func (cu *cursor) turn(from int, skip string) (addr string, ok bool) {
+// other address has, to the one of them that went silent longest ago (the
+// likeliest to be back: a frozen leader resumes as a follower, and nothing
+// tells the client), unless it went silent so recently (freshlySilent)
+// that it is surely still gone and fresh is false. ok is false if there is
+// no such address.
+func (cu *cursor) turn(from int, skip string, fresh bool) (addr string, ok bool) {
 	n := len(cu.g.addrs)
-	for _, avoidSilent := range []bool{true, false} {
-		for i := from; i < from+n; i++ {
-			p := (cu.pos + i) % n
-			if a := cu.g.addrs[p]; a != skip && !(avoidSilent && cu.g.c.unresponsive(a)) {
-				cu.pos = p
-				return a, true
-			}
+	best, bestUntil := -1, time.Time{}
+	for i := from; i < from+n; i++ {
+		p := (cu.pos + i) % n
+		a := cu.g.addrs[p]
+		if a == skip {
+			continue
+		}
+		until, silent := cu.g.c.silentUntil(a)
+		if !silent {
+			cu.pos = p
+			return a, true
+		}
+		if !fresh && cu.g.c.freshlySilent(a) {
+			continue
+		}
+		if best < 0 || until.Before(bestUntil) {
+			best, bestUntil = p, until
 		}
 	}
-	return "", false
+	if best < 0 {
+		return "", false
+	}
+	cu.pos = best
+	return cu.g.addrs[best], true
 }
 
 // verdict is what to do after a failed attempt.
@@ -288,8 +308,13 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 		case wire.CodeNotLeader:
 			if h := ae.Wire.Leader; h != nil && h.HTTP != "" && normalizeAddr(h.HTTP) != addr {
 				hint := normalizeAddr(h.HTTP)
-				g.setLeader(hint)
-				return retryNow, hint
+				// A member that has not noticed yet that its leader froze
+				// still names it: while that leader is freshly silent, ask
+				// around (after a backoff) rather than dial it.
+				if !g.c.freshlySilent(hint) {
+					g.setLeader(hint)
+					return retryNow, hint
+				}
 			}
 			g.forgetLeader(addr)
 			return retryLater, cu.next(cl.route, addr)
@@ -322,6 +347,9 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 			// waiting on it again. (Not when the caller's deadline cut the
 			// exchange short: that says nothing about the agent.)
 			g.forgetLeader(addr)
+			if !te.sent {
+				g.c.gone(addr, time.Now()) // refused or timed out a connection
+			}
 		}
 		if !te.sent {
 			return retryNow, cu.next(cl.route, addr)
@@ -337,10 +365,39 @@ func (g *groupClient) decide(ctx context.Context, cl *call, cu *cursor, addr str
 // backoff is the jittered wait before retry n (0-based).
 func (g *groupClient) backoff(n int) time.Duration { return g.c.backoff(n) }
 
+// silence is what the Client knows of an agent that went silent.
+type silence struct {
+	until time.Time // kept out of first place until then
+	fresh time.Time // leader hints naming it are not followed until then
+}
+
 // unanswered keeps addr out of first place for a few attempts' time: it
 // left a request unanswered for a whole attempt.
 func (c *Client) unanswered(addr string) {
-	c.silent.Store(addr, time.Now().Add(3*c.cfg.RequestTimeout))
+	now := time.Now()
+	c.silent.Store(addr, silence{until: now.Add(3 * c.cfg.RequestTimeout)})
+}
+
+// gone records that addr stopped serving, last heard from at last: it
+// left a liveness ping unanswered (stream.go, watch), closed a stream
+// connection, or refused or timed out a dial. Besides keeping it out of
+// first place as unanswered does, until 2 × LivenessTimeout after last
+// (about when its peers will have noticed and elected another leader if
+// it led) their leader hints naming it are not followed: they are likely
+// stale, and dialling a frozen or dead agent costs a whole DialTimeout.
+// Nothing with the liveness pings off.
+func (c *Client) gone(addr string, last time.Time) {
+	if c.cfg.LivenessTimeout <= 0 {
+		return
+	}
+	c.silent.Store(addr, silence{until: time.Now().Add(3 * c.cfg.RequestTimeout), fresh: last.Add(2 * c.cfg.LivenessTimeout)})
+}
+
+// freshlySilent reports whether addr went silent so recently that a
+// leader hint naming it is more likely stale than news.
+func (c *Client) freshlySilent(addr string) bool {
+	v, ok := c.silent.Load(addr)
+	return ok && time.Now().Before(v.(silence).fresh)
 }
 
 // answered clears what unanswered recorded: addr answers again.
@@ -352,8 +409,18 @@ func (c *Client) answered(addr string) {
 
 // unresponsive reports whether addr recently left a request unanswered.
 func (c *Client) unresponsive(addr string) bool {
+	_, silent := c.silentUntil(addr)
+	return silent
+}
+
+// silentUntil says whether addr is kept out of first place, and until when.
+func (c *Client) silentUntil(addr string) (time.Time, bool) {
 	v, ok := c.silent.Load(addr)
-	return ok && time.Now().Before(v.(time.Time))
+	if !ok {
+		return time.Time{}, false
+	}
+	until := v.(silence).until
+	return until, time.Now().Before(until)
 }
 
 // backoff is the jittered wait before retry n (0-based).

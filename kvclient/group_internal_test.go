@@ -43,3 +43,54 @@ func TestCallsDoNotStartAtAnAgentThatLeftARequestUnanswered(t *testing.T) {
 		t.Fatalf("after the agent answered: first is %s, want the cached leader %s", a, frozen)
 	}
 }
+
+// When every other member is silent, a call goes to the one that went
+// silent longest ago: a leader that froze and resumed as a follower is
+// more likely back than the leader that froze since (finding of
+// TestChaosLeaderFaultGaps: the newest silent one cost a whole dial).
+func TestWhenEveryOtherMemberIsSilentTheOldestSilenceIsTriedFirst(t *testing.T) {
+	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	g := newGroupClient(c, "g1", addrs)
+	c.gone(addrs[0], time.Now().Add(-time.Minute)) // froze first, resumed since (unknown to the client)
+	c.unanswered(addrs[2])                         // went silent after it
+	for i := range 2 * len(addrs) {
+		if a := g.cursor().next(routeLeader, addrs[1]); a != addrs[0] {
+			t.Fatalf("cursor %d: next after %s is %s, want %s (silent the longest)", i, addrs[1], a, addrs[0])
+		}
+	}
+	// A leader hint naming an agent last heard from long ago is followed;
+	// one naming an agent that went silent just now is not.
+	if c.freshlySilent(addrs[0]) {
+		t.Fatalf("%s was last heard from a minute ago, but its hints would be ignored", addrs[0])
+	}
+	c.gone(addrs[0], time.Now())
+	if !c.freshlySilent(addrs[0]) {
+		t.Fatalf("%s went silent just now, but its hints would be followed", addrs[0])
+	}
+}
+
+// After a member fails, the next attempt does not go to an agent that went
+// silent just now (a frozen leader: the dial would hang for DialTimeout),
+// but back to the member that failed, which names the new leader once there
+// is one.
+func TestNextSkipsAnAgentThatJustWentSilent(t *testing.T) {
+	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002"}
+	g := newGroupClient(c, "g1", addrs)
+	c.gone(addrs[1], time.Now())
+	if a := g.cursor().next(routeLeader, addrs[0]); a != addrs[0] {
+		t.Fatalf("next after %s is %s, want %s again (the other froze just now)", addrs[0], a, addrs[0])
+	}
+	if a := g.cursor().first(routeLeader); a != addrs[0] {
+		t.Fatalf("first is %s, want %s", a, addrs[0])
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/carpkv/carpkv/kvclient/wire"
@@ -38,6 +40,8 @@ var (
 	// errNoStream: the agent does not speak the stream; use HTTP.
 	errNoStream = errors.New("agent refused the KV stream upgrade")
 	errRetired  = errors.New("connection retired after an unanswered request")
+	// errUnresponsive: a liveness ping went unanswered (watch).
+	errUnresponsive = errors.New("agent unresponsive")
 )
 
 // streams holds the Client's stream connections, by agent address.
@@ -186,14 +190,21 @@ func (ss *streams) dial(ctx context.Context, addr string) (*streamConn, error) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	sc := &streamConn{
+		addr:    addr,
+		gone:    ss.c.gone,
+		log:     ss.c.log,
 		conn:    conn,
 		out:     make(chan []byte, streamQueue),
 		dead:    make(chan struct{}),
 		pending: make(map[uint64]chan streamResult),
 		maxResp: cfg.MaxResponseBytes,
 	}
+	sc.lastRecv.Store(time.Now().UnixNano())
 	go sc.read(br)
 	go sc.write()
+	if cfg.LivenessTimeout > 0 {
+		go sc.watch(cfg.LivenessTimeout)
+	}
 	return sc, nil
 }
 
@@ -208,10 +219,15 @@ type streamResult struct {
 // to their waiters; a writer goroutine sends queued frames, several per
 // system call.
 type streamConn struct {
+	addr    string
+	gone    func(addr string, last time.Time) // Client.gone: the agent stopped serving
+	log     *slog.Logger
 	conn    net.Conn
 	out     chan []byte
 	dead    chan struct{} // closed by fail
 	maxResp int64
+	// lastRecv is when the reader last got a frame (Unix nanoseconds).
+	lastRecv atomic.Int64
 
 	mu      sync.Mutex
 	err     error // why it died; set with dead
@@ -257,9 +273,15 @@ func (sc *streamConn) read(br *bufio.Reader) {
 				continue
 			}
 		}
+		sc.lastRecv.Store(time.Now().UnixNano())
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the agent closed the stream
+			}
+			if sc.deathCause() == nil {
+				// Not closed by this side: the agent closed it or died
+				// (a killed leader's peers still name it for a while).
+				sc.gone(sc.addr, time.Now())
 			}
 			sc.fail(err)
 			return
@@ -286,6 +308,85 @@ func (sc *streamConn) write() {
 	if err := wire.WriteFrames(sc.conn, sc.out, sc.dead); err != nil {
 		sc.fail(err)
 	}
+}
+
+// watch is the connection's liveness check. While requests are in flight
+// and nothing has arrived for timeout/3, it pings the agent (one ping at a
+// time); a ping unanswered for timeout, or that cannot even be queued in
+// that time, declares the agent unresponsive: the connection fails, which
+// ends its requests as a dropped connection does (a write's outcome is
+// unknown, a read is retried elsewhere), and Client.gone keeps the next
+// calls away from the agent. An agent frozen by SIGSTOP or cut
+// off still has its kernel accept the bytes, so without the ping the
+// requests would wait for their whole RequestTimeout (issue 15).
+func (sc *streamConn) watch(timeout time.Duration) {
+	quiet := timeout / 3
+	tick := time.NewTicker(max(quiet/5, time.Millisecond))
+	defer tick.Stop()
+	var (
+		ping   chan streamResult // the ping in flight; nil: none
+		sentAt time.Time
+	)
+	for {
+		select {
+		case <-sc.dead:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if ping != nil {
+			select {
+			case <-ping:
+				ping = nil
+			default:
+				if now.Sub(sentAt) >= timeout {
+					sc.unresponsive(timeout)
+					return
+				}
+				continue
+			}
+		}
+		sc.mu.Lock()
+		busy := len(sc.pending) > 0 && sc.err == nil
+		sc.mu.Unlock()
+		if !busy || now.Sub(time.Unix(0, sc.lastRecv.Load())) < quiet {
+			continue
+		}
+		ch := make(chan streamResult, 1)
+		sc.mu.Lock()
+		if sc.err != nil {
+			sc.mu.Unlock()
+			return
+		}
+		sc.nextID++
+		id := sc.nextID
+		sc.pending[id] = ch
+		sc.mu.Unlock()
+		f := wire.AppendRequest(nil, &wire.StreamRequest{ID: id, Op: wire.StreamPing})
+		full := time.NewTimer(timeout)
+		select {
+		case sc.out <- f:
+			full.Stop()
+			ping, sentAt = ch, now
+		case <-sc.dead:
+			full.Stop()
+			return
+		case <-full.C:
+			// The writer has not taken a frame for timeout: the agent
+			// stopped reading.
+			sc.unresponsive(timeout)
+			return
+		}
+	}
+}
+
+func (sc *streamConn) unresponsive(timeout time.Duration) {
+	sc.mu.Lock()
+	n := len(sc.pending)
+	sc.mu.Unlock()
+	sc.log.Debug("kvclient: agent unresponsive, closing its connection", "agent", sc.addr, "timeout", timeout, "in_flight", n)
+	sc.gone(sc.addr, time.Unix(0, sc.lastRecv.Load()))
+	sc.fail(fmt.Errorf("%w: %s left a liveness ping unanswered for %v", errUnresponsive, sc.addr, timeout))
 }
 
 // roundTrip sends req and waits for its answer. sent says whether the

@@ -2,9 +2,11 @@ package kvclient_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -287,5 +289,115 @@ func TestStreamCallersShareADial(t *testing.T) {
 	wg.Wait()
 	if n := a.StreamUpgrades(); n > 2 {
 		t.Fatalf("%d callers made %d upgrade attempts, want at most one per connection slot (2)", callers, n)
+	}
+}
+
+// Liveness (issue 15): a frozen agent's kernel still takes the bytes, so
+// only a ping answered by the agent itself tells frozen from slow.
+
+// A write sent to a frozen leader ends as unknown once a liveness ping goes
+// unanswered, not after RequestTimeout; a read is retried at the other
+// member and served.
+func TestStreamFrozenAgentIsGivenUpAfterAnUnansweredPing(t *testing.T) {
+	g := newGroup(t, 2)
+	for _, a := range g.Agents() {
+		a.SetStreamHandler(func(c *fakeagent.StreamConn, req wire.StreamRequest) { ok(c, req, []byte("v")) })
+	}
+	frozen := g.Agent(0)
+	cfg := streamConfig(frozen.Addr(), g.Agent(1).Addr())
+	cfg.RequestTimeout = time.Minute // far beyond the call deadlines below
+	cfg.LivenessTimeout = 300 * time.Millisecond
+	c := newClient(t, cfg)
+	// Make the frozen one the client's leader.
+	if _, err := c.Put(ctxFor(t, 5*time.Second), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if c.Leader() != frozen.Addr() {
+		t.Skipf("the client's first leader is %s, not the first address", c.Leader())
+	}
+	frozen.FreezeStreams(true)
+	_, err := c.Put(ctxFor(t, 20*time.Second), []byte("k"), []byte("v2"))
+	if !errors.Is(err, kvclient.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "liveness ping") {
+		t.Fatalf("Put to a frozen leader: %v, want ErrTimeout from an unanswered liveness ping, before the deadline", err)
+	}
+	v, err := c.Get(ctxFor(t, 20*time.Second), []byte("k"))
+	if err != nil || string(v.Data) != "v" {
+		t.Fatalf("Get after the freeze: %q, %v; want the other member's answer", v.Data, err)
+	}
+}
+
+// An agent that is slow to answer but answers its pings keeps its
+// requests: the ping tells a busy agent from a frozen one.
+func TestStreamSlowAgentThatAnswersPingsKeepsItsRequests(t *testing.T) {
+	g := newGroup(t, 1)
+	a := g.Agent(0)
+	a.SetStreamHandler(func(c *fakeagent.StreamConn, req wire.StreamRequest) {
+		go func() {
+			// Answer only after the client pinged several times.
+			deadline := time.Now().Add(10 * time.Second)
+			for a.StreamPings() < 3 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			ok(c, req, nil)
+		}()
+	})
+	cfg := streamConfig(g.Addrs()...)
+	cfg.LivenessTimeout = 150 * time.Millisecond
+	c := newClient(t, cfg)
+	if _, err := c.Put(ctxFor(t, 20*time.Second), []byte("k"), []byte("v")); err != nil {
+		t.Fatalf("Put to a slow agent: %v", err)
+	}
+	if n := a.StreamPings(); n < 3 {
+		t.Fatalf("%d pings answered, want at least 3", n)
+	}
+}
+
+// The members of a group whose leader froze name it as their leader until
+// they notice; the client, which noticed first, asks around instead of
+// dialling the frozen agent again.
+func TestStreamHintNamingAFreshlyFrozenLeaderIsNotFollowed(t *testing.T) {
+	g := newGroup(t, 3)
+	old, next := g.Agent(0), g.Agent(1)
+	old.SetStreamHandler(func(c *fakeagent.StreamConn, req wire.StreamRequest) { ok(c, req, []byte("v")) })
+	var elected atomic.Bool
+	var stale atomic.Int32
+	follower := func(self *fakeagent.Agent) fakeagent.StreamHandler {
+		return func(c *fakeagent.StreamConn, req wire.StreamRequest) {
+			if self == next && elected.Load() {
+				ok(c, req, []byte("v"))
+				return
+			}
+			if stale.Add(1) >= 4 {
+				elected.Store(true) // the others noticed and elected next
+			}
+			c.Send(&wire.StreamResponse{ID: req.ID, Err: &wire.Error{Code: wire.CodeNotLeader, Message: "not the leader",
+				Leader: &wire.Leader{ID: old.ID(), HTTP: old.Addr()}}})
+		}
+	}
+	next.SetStreamHandler(follower(next))
+	g.Agent(2).SetStreamHandler(follower(g.Agent(2)))
+	cfg := streamConfig(old.Addr(), next.Addr(), g.Agent(2).Addr())
+	cfg.RequestTimeout = time.Minute
+	cfg.LivenessTimeout = 300 * time.Millisecond
+	c := newClient(t, cfg)
+	for range 2 { // one per connection slot: no dial after the freeze but to the new leader
+		if _, err := c.Put(ctxFor(t, 5*time.Second), []byte("k"), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Leader() != old.Addr() {
+		t.Skipf("the client's first leader is %s, not the first address", c.Leader())
+	}
+	old.FreezeStreams(true)
+	upgrades := old.StreamUpgrades()
+	v, err := c.Get(ctxFor(t, 20*time.Second), []byte("k"))
+	if err != nil || string(v.Data) != "v" {
+		t.Fatalf("Get: %q, %v", v.Data, err)
+	}
+	if n := old.StreamUpgrades() - upgrades; n != 0 {
+		t.Fatalf("the client dialled the frozen leader %d times after it missed a ping, following stale hints", n)
+	}
+	if c.Leader() != next.Addr() {
+		t.Fatalf("client's leader %s, want the new one %s", c.Leader(), next.Addr())
 	}
 }

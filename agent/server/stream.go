@@ -199,6 +199,13 @@ func (sc *streamConn) serve(r *bufio.Reader) {
 			sc.finish(cancel, writerDone)
 			return
 		}
+		if req.Op == wire.StreamPing {
+			// Liveness: answered here, not by a handler, so that only a
+			// frozen or cut-off agent leaves it unanswered (a busy Raft
+			// group does not).
+			sc.send(&wire.StreamResponse{ID: req.ID})
+			continue
+		}
 		sc.mu.Lock()
 		closing := sc.closing
 		if !closing {

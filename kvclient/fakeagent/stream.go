@@ -37,6 +37,8 @@ type streamState struct {
 	handler  atomic.Pointer[StreamHandler]
 	upgrades atomic.Int64
 	hold     atomic.Bool
+	frozen   atomic.Bool
+	pings    atomic.Int64
 	mu       sync.Mutex
 	conns    []net.Conn
 	count    int
@@ -62,6 +64,15 @@ func (a *Agent) StreamConns() int {
 // HoldUpgrades makes the agent leave stream upgrade requests unanswered
 // (until it stops), as a frozen agent does.
 func (a *Agent) HoldUpgrades(on bool) { a.stream.hold.Store(on) }
+
+// FreezeStreams makes the agent's stream connections read requests and
+// leave every one unanswered, pings included, as a SIGSTOPped agent does
+// (its kernel still takes the bytes). Off: pings are answered again, and
+// requests go to the handler.
+func (a *Agent) FreezeStreams(on bool) { a.stream.frozen.Store(on) }
+
+// StreamPings returns how many liveness pings the agent answered.
+func (a *Agent) StreamPings() int64 { return a.stream.pings.Load() }
 
 // StreamUpgrades returns how many stream upgrade requests the agent got.
 func (a *Agent) StreamUpgrades() int64 { return a.stream.upgrades.Load() }
@@ -97,7 +108,15 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request) bool {
 			if err != nil {
 				return
 			}
-			(*hp)(sc, req)
+			switch {
+			case a.stream.frozen.Load():
+			case req.Op == wire.StreamPing:
+				// As the agent does: answered by the reader at once.
+				a.stream.pings.Add(1)
+				sc.Send(&wire.StreamResponse{ID: req.ID})
+			default:
+				(*hp)(sc, req)
+			}
 		}
 	}(brw.Reader)
 	return true

@@ -30,6 +30,12 @@ const (
 	StreamGet    StreamOp = 1
 	StreamPut    StreamOp = 2
 	StreamDelete StreamOp = 3
+	// StreamPing asks the agent to show it is alive: it answers at once,
+	// ok with no value, from the connection's reader, whatever Raft is
+	// doing. kvclient pings a connection whose requests have gone
+	// unanswered for a while (Config.LivenessTimeout). Key and value are
+	// empty.
+	StreamPing StreamOp = 4
 )
 
 // Stream request flags.
@@ -150,7 +156,7 @@ func ReadRequest(r io.Reader, max int) (StreamRequest, error) {
 		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("key length %d over the frame's %d bytes", klen, len(rest))}
 	}
 	switch req.Op {
-	case StreamGet, StreamPut, StreamDelete:
+	case StreamGet, StreamPut, StreamDelete, StreamPing:
 	default:
 		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("unknown operation %d", req.Op)}
 	}
