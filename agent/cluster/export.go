@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/carpkv/carpkv/agent/node"
@@ -21,8 +23,12 @@ import (
 const (
 	exportChunkBytes = 1 << 20
 	exportChunkScan  = 50_000
-	defaultBudget    = 2 * time.Second
-	maxBudget        = 10 * time.Second
+	// exportInflight bounds the imports of one export call in flight at
+	// once (each a Raft entry of about exportChunkBytes in its
+	// destination).
+	exportInflight = 4
+	defaultBudget  = 2 * time.Second
+	maxBudget      = 10 * time.Second
 )
 
 // Export runs one export call on this group's leader: it reads chunks of
@@ -68,38 +74,84 @@ func (r *Runner) Export(ctx context.Context, req wire.MoveExportRequest) (wire.M
 	}
 	var out wire.MoveExportResult
 	pairs := map[string]*wire.PairProgress{}
-	for first := true; ; first = false {
-		ch, err := n.Store().ExportScan(to.Epoch, req.Since, cursor, exportChunkBytes, exportChunkScan)
+	// The imports of a call overlap: the next chunk is read while the
+	// last ones commit in their destinations, up to exportInflight at
+	// once. Chunks hold disjoint keys and an import merges by version, so
+	// their order does not matter; the call returns (with a cursor, or
+	// seals) only once every import it started has committed.
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		slots    = make(chan struct{}, exportInflight)
+	)
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr
+	}
+	send := func(dest string, recs []store.ImportRecord, body []byte) {
+		defer wg.Done()
+		defer func() { <-slots }()
+		err := r.sendImport(ctx, req.Dests[dest], body)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
-			return out, err
-		}
-		if first {
-			out.Watermark = ch.Clock
-		}
-		for _, dest := range slices.Sorted(maps.Keys(ch.Records)) {
-			recs := ch.Records[dest]
-			body := store.EncodeImport(store.Import{Epoch: to.Epoch, Source: r.cfg.Group, Clock: ch.Clock, Records: recs})
-			if err := r.sendImport(ctx, req.Dests[dest], body); err != nil {
-				return out, fmt.Errorf("importing %d keys into group %s: %w", len(recs), dest, err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("importing %d keys into group %s: %w", len(recs), dest, err)
 			}
-			p := pairs[dest]
-			if p == nil {
-				p = &wire.PairProgress{Source: r.cfg.Group, Dest: dest}
-				pairs[dest] = p
+			return
+		}
+		p := pairs[dest]
+		if p == nil {
+			p = &wire.PairProgress{Source: r.cfg.Group, Dest: dest}
+			pairs[dest] = p
+		}
+		for _, rec := range recs {
+			p.Keys++
+			p.Bytes += uint64(len(rec.Key) + len(rec.Value))
+		}
+	}
+	scanErr := func() error {
+		for first := true; ; first = false {
+			ch, err := n.Store().ExportScan(to.Epoch, req.Since, cursor, exportChunkBytes, exportChunkScan)
+			if err != nil {
+				return err
 			}
-			for _, rec := range recs {
-				p.Keys++
-				p.Bytes += uint64(len(rec.Key) + len(rec.Value))
+			if first {
+				out.Watermark = ch.Clock
+			}
+			for _, dest := range slices.Sorted(maps.Keys(ch.Records)) {
+				recs := ch.Records[dest]
+				body := store.EncodeImport(store.Import{Epoch: to.Epoch, Source: r.cfg.Group, Clock: ch.Clock, Records: recs})
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if err := failed(); err != nil {
+					<-slots
+					return err
+				}
+				wg.Add(1)
+				go send(dest, recs, body)
+			}
+			cursor = ch.Next
+			if cursor == nil {
+				return nil
+			}
+			if time.Now().After(stopAt) {
+				out.Cursor = base64.StdEncoding.EncodeToString(cursor)
+				return nil
 			}
 		}
-		cursor = ch.Next
-		if cursor == nil {
-			break
-		}
-		if time.Now().After(stopAt) {
-			out.Cursor = base64.StdEncoding.EncodeToString(cursor)
-			break
-		}
+	}()
+	wg.Wait()
+	if err := errors.Join(scanErr, failed()); err != nil {
+		// A retry starts again from req.Cursor: the imports that did
+		// commit merge again harmlessly.
+		out.Cursor = ""
+		return out, err
 	}
 	for _, d := range slices.Sorted(maps.Keys(pairs)) {
 		out.Pairs = append(out.Pairs, *pairs[d])
