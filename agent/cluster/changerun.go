@@ -50,6 +50,10 @@ const stepTimeout = 10 * time.Second
 // loaded source's writes for seconds (docs/benchmarks.md, "Ring changes").
 const cleanupLimit = 1000
 
+// cleanupBudget is how long one cleanup step goes on, entry after entry,
+// before the coordinator records the sources' progress.
+const cleanupBudget = 2 * time.Second
+
 func (r *Runner) moveClient() *http.Client {
 	r.change.mu.Lock()
 	defer r.change.mu.Unlock()
@@ -192,6 +196,11 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 	results := make([]wire.MoveStepResult, len(groups))
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
+	// A cleanup goes on entry after entry in each source for up to
+	// cleanupBudget, and its progress is recorded once at the end: the
+	// record is where a new coordinator resumes, and resuming from an
+	// older cursor only walks some keys again (dropping is idempotent).
+	progress := make([]wire.MoveStepResult, len(groups))
 	for i, g := range groups {
 		req := wire.MoveStepRequest{Step: step, From: ch.From, To: ch.To, Coordinator: ch.Coordinator}
 		if step == wire.StepCleanup {
@@ -200,27 +209,46 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// A step is one Raft commit: a leader that does not answer in
-			// stepTimeout is frozen or cut off, and the next observation
-			// finds the group's new one.
-			sctx, cancel := context.WithTimeout(ctx, stepTimeout)
-			defer cancel()
-			if err := exchangeAny(sctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i]); err != nil {
-				errs[i] = fmt.Errorf("%s in group %s: %w", step, g, err)
+			stopAt := time.Now().Add(cleanupBudget)
+			for {
+				// A step is one Raft commit: a leader that does not
+				// answer in stepTimeout is frozen or cut off, and the next
+				// observation finds the group's new one.
+				sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+				results[i] = wire.MoveStepResult{}
+				err := exchangeAny(sctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i])
+				cancel()
+				if err != nil {
+					errs[i] = fmt.Errorf("%s in group %s: %w", step, g, err)
+					return
+				}
+				if step != wire.StepCleanup {
+					return
+				}
+				progress[i].Dropped += results[i].Dropped
+				progress[i].Cursor, progress[i].Done = results[i].Cursor, results[i].Done
+				if results[i].Done || time.Now().After(stopAt) {
+					return
+				}
+				req.Cursor = results[i].Cursor
 			}
 		}()
 	}
 	wg.Wait()
 	if step == wire.StepCleanup {
+		moved := false
 		for i, g := range groups {
-			if errs[i] == nil {
+			if progress[i].Dropped > 0 || progress[i].Done || progress[i].Cursor != "" {
 				s := &ch.Sources[sourceIndex(ch, g)]
-				s.Dropped += results[i].Dropped
-				s.Cursor, s.Cleaned = results[i].Cursor, results[i].Done
+				s.Dropped += progress[i].Dropped
+				s.Cursor, s.Cleaned = progress[i].Cursor, progress[i].Done
+				moved = true
 			}
 		}
-		if err := r.node.ChangeLog(ctx, *ch); err != nil {
-			errs = append(errs, err)
+		if moved {
+			if err := r.node.ChangeLog(ctx, *ch); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
