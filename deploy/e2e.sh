@@ -43,6 +43,7 @@ export CHECKPOINT_DISABLE=1 ANSIBLE_CONFIG=$PWD/ansible/ansible.cfg ANSIBLE_FORC
 [ -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ] || unset TF_CLI_CONFIG_FILE
 [ -x "$CTL" ] || fail "missing $CTL: run make build"
 http_pid=
+bench_pid=
 load_pids=()
 
 cleanup() {
@@ -59,6 +60,7 @@ cleanup() {
     echo "failed; logs of every VM in $WORK/logs" >&2
   fi
   [ -n "$http_pid" ] && kill "$http_pid" 2>/dev/null
+  [ -n "$bench_pid" ] && kill "$bench_pid" 2>/dev/null
   if [ "${KEEP:-0}" = 1 ]; then
     echo "KEEP=1: left the VMs running (label $LABEL); make deploy-clean removes them" >&2
   else
@@ -326,6 +328,12 @@ load a &
 load_pids=($!)
 load b &
 load_pids+=($!)
+# And a hundred writers through one kvclient (carpkvctl bench; open loop at
+# 200 writes/s, which the two cores keep up with) over both rolls: planned
+# restarts must cost them nothing, neither a failure nor an unknown outcome.
+"$CTL" --addr "$CARPKV_ADDR" --timeout 20s -o json bench --mix put=100 --concurrency 100 --rate 200 \
+  --duration 1h --warmup 0s --keys 100000 >"$WORK/roll-bench.json" 2>"$WORK/roll-bench.err" &
+bench_pid=$!
 wait_for 90 "the clients to get going" clients_going
 t0=$SECONDS
 playbook upgrade.yml "$WORK/upgrade.log" -e "carpkv_agent_binary=$WORK/www/v2/carpkv-agent"
@@ -355,6 +363,19 @@ note "clients: $((na + nb)) put+get rounds over both rolls, $((fa + fb)) failed"
 if [ $((fa + fb)) -ne 0 ]; then
   cat "$WORK"/load-*.err >&2
   fail "$((fa + fb)) client operations failed during the rolling restarts"
+fi
+kill -TERM "$bench_pid" # it stops and reports what it measured
+wait "$bench_pid" || true
+bench_pid=
+jq -e '.ops > 0' "$WORK/roll-bench.json" >/dev/null 2>&1 || {
+  cat "$WORK/roll-bench.err" >&2
+  fail "the 100-writer bench reported nothing"
+}
+read -r bops berrs bclasses < <(jq -r '"\(.ops) \(.errors) \(.error_classes | tojson)"' "$WORK/roll-bench.json")
+note "100 writers: $bops writes over both rolls, $berrs failed or unknown $bclasses"
+if [ "$berrs" -ne 0 ]; then
+  jq '.error_samples' "$WORK/roll-bench.json" >&2
+  fail "$berrs of the 100 writers' writes failed or have an unknown outcome during the rolling restarts"
 fi
 cat "$WORK/load-a.acked" "$WORK/load-b.acked" >>"$WORK/acked"
 check_keys "$WORK/acked"
