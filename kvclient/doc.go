@@ -77,6 +77,14 @@
 // unanswered is not where calls start for three RequestTimeouts or until it
 // answers again (it may be frozen), and the ring is fetched again.
 //
+// A frozen or cut-off agent does not close its connections, so the client
+// asks: a stream connection with requests in flight that has been silent
+// for a third of Config.LivenessTimeout is pinged, and one whose ping goes
+// unanswered for LivenessTimeout (750 ms) is given up, its requests ending
+// as on a dropped connection. For a moment after, leader hints naming that
+// agent are not followed (its peers may not have noticed yet): a frozen
+// leader costs about what a killed one does, its group's election.
+//
 // The context passed to every call bounds the whole call, retries and
 // backoffs included; Config.RequestTimeout bounds each attempt. A call
 // whose next backoff would outlast the context's deadline gives up at once
