@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -70,19 +72,13 @@ func (n *Node) MoveStep(ctx context.Context, req wire.MoveStepRequest) (wire.Mov
 			return wire.MoveStepResult{}, err
 		}
 		return wire.MoveStepResult{State: n.moveState()}, nil
-	case wire.StepPrepare, wire.StepFreeze, wire.StepCleanup, wire.StepFinish:
+	case wire.StepCleanup:
+		return n.cleanup(ctx, req, from, to)
+	case wire.StepPrepare, wire.StepFreeze, wire.StepFinish:
 		op := map[string]store.Op{
-			wire.StepPrepare: store.OpMovePrepare, wire.StepFreeze: store.OpMoveFreeze,
-			wire.StepCleanup: store.OpMoveCleanup, wire.StepFinish: store.OpMoveFinish,
+			wire.StepPrepare: store.OpMovePrepare, wire.StepFreeze: store.OpMoveFreeze, wire.StepFinish: store.OpMoveFinish,
 		}[req.Step]
-		args := store.MoveArgs{From: from, To: to, Limit: req.Limit, Coordinator: req.Coordinator}
-		if req.Cursor != "" {
-			c, err := base64.StdEncoding.DecodeString(req.Cursor)
-			if err != nil {
-				return wire.MoveStepResult{}, fmt.Errorf("%w: cleanup cursor: %v", ErrInvalid, err)
-			}
-			args.Cursor = c
-		}
+		args := store.MoveArgs{From: from, To: to, Coordinator: req.Coordinator}
 		body, err := json.Marshal(args)
 		if err != nil {
 			return wire.MoveStepResult{}, err
@@ -105,15 +101,79 @@ func (n *Node) MoveStep(ctx context.Context, req wire.MoveStepRequest) (wire.Mov
 	if res.Err != nil && !(errors.As(res.Err, &ee) && ee.Current >= to.Epoch) {
 		return wire.MoveStepResult{}, res.Err
 	}
-	out := wire.MoveStepResult{State: n.moveState(), Dropped: res.Count}
-	if req.Step == wire.StepCleanup {
-		out.Done = res.Next == nil
-		if res.Next != nil {
-			out.Cursor = base64.StdEncoding.EncodeToString(res.Next)
-		}
-	}
+	out := wire.MoveStepResult{State: n.moveState()}
 	if req.Step == wire.StepActivate {
 		n.log.Info("ring adopted through a ring change", "epoch", to.Epoch, "groups", len(to.Groups))
+	}
+	return out, nil
+}
+
+// cleanupPipeline is how many cleanup entries one step commits side by
+// side.
+const cleanupPipeline = 4
+
+// cleanup drops what this group handed off, in up to cleanupPipeline
+// entries of about req.Limit keys each, planned from this leader's state
+// (store.CleanupRanges) and committed side by side: one after the other,
+// each waited for, the cleanup of a quarter of 1,000,000 keys took
+// seconds of Raft round trips (docs/benchmarks.md, "Ring changes").
+func (n *Node) cleanup(ctx context.Context, req wire.MoveStepRequest, from, to store.RingSpec) (wire.MoveStepResult, error) {
+	if err := n.LeaderCheck(); err != nil {
+		return wire.MoveStepResult{}, err
+	}
+	var cursor []byte
+	if req.Cursor != "" {
+		c, err := base64.StdEncoding.DecodeString(req.Cursor)
+		if err != nil || len(c) == 0 {
+			return wire.MoveStepResult{}, fmt.Errorf("%w: cleanup cursor %q", ErrInvalid, req.Cursor)
+		}
+		cursor = c
+	}
+	if req.Limit < 0 || req.Limit > store.MaxCleanupLimit {
+		return wire.MoveStepResult{}, fmt.Errorf("%w: cleanup limit %d is not within 0-%d", ErrInvalid, req.Limit, store.MaxCleanupLimit)
+	}
+	ranges, done, err := n.store.CleanupRanges(to.Epoch, cursor, req.Limit, cleanupPipeline)
+	if err != nil {
+		return wire.MoveStepResult{}, err
+	}
+	var (
+		wg      sync.WaitGroup
+		dropped atomic.Uint64
+		errs    = make([]error, len(ranges))
+	)
+	for i, r := range ranges {
+		if r.Keys == 0 {
+			continue // nothing to drop: the cursor just moves past it
+		}
+		body, err := json.Marshal(store.MoveArgs{From: from, To: to, Cursor: r.After, End: r.End, Limit: r.Keys})
+		if err != nil {
+			return wire.MoveStepResult{}, err
+		}
+		cmd := store.Command{Op: store.OpMoveCleanup, Body: body}
+		if err := cmd.Validate(); err != nil {
+			return wire.MoveStepResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		wg.Go(func() {
+			res, err := n.Apply(ctx, cmd)
+			if err == nil && res.Err != nil {
+				err = res.Err
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			dropped.Add(res.Count)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return wire.MoveStepResult{}, err
+	}
+	out := wire.MoveStepResult{State: n.moveState(), Dropped: dropped.Load(), Done: done}
+	if !done && len(ranges) > 0 {
+		out.Cursor = base64.StdEncoding.EncodeToString(ranges[len(ranges)-1].End)
+	} else if !done {
+		out.Cursor = req.Cursor
 	}
 	return out, nil
 }

@@ -41,6 +41,11 @@ type MoveArgs struct {
 	To     RingSpec `json:"to"`
 	Cursor []byte   `json:"cursor,omitempty"`
 	Limit  int      `json:"limit,omitempty"`
+	// End (cleanup): drop every key in (Cursor, End] that the ring gives
+	// to others, however many, and resume after End; the leader chose
+	// the range from its own state (Store.CleanupRanges) so that it holds
+	// about Limit of them. Without End, drop up to Limit after Cursor.
+	End []byte `json:"end,omitempty"`
 	// Coordinator is the group that records and drives the change
 	// (prepare only), so any group in it can say where to ask.
 	Coordinator string `json:"coordinator,omitempty"`
@@ -372,7 +377,13 @@ func (b *batch) moveCleanup(a MoveArgs, res *Result) error {
 	}
 	var last []byte
 	for ; k != nil; k, v = c.Next() {
-		if len(drop) >= limit || scanned >= maxScan {
+		if a.End != nil {
+			// A range: no cap, the leader sized it (and the keys a
+			// group gives away only become fewer once it adopted E+1).
+			if bytes.Compare(k, a.End) > 0 {
+				break
+			}
+		} else if len(drop) >= limit || scanned >= maxScan {
 			break
 		}
 		scanned++
@@ -382,7 +393,10 @@ func (b *batch) moveCleanup(a MoveArgs, res *Result) error {
 			b.m.dataBytes -= uint64(len(k) + len(v) - 8)
 		}
 	}
-	if k != nil {
+	switch {
+	case a.End != nil:
+		res.Next = append([]byte(nil), a.End...)
+	case k != nil:
 		res.Next = append([]byte(nil), last...)
 	}
 	for _, k := range drop {
@@ -393,6 +407,65 @@ func (b *batch) moveCleanup(a MoveArgs, res *Result) error {
 	}
 	res.Count = uint64(len(drop))
 	return nil
+}
+
+// CleanupRange is a range of keys (After, End] of which Keys are given to
+// other groups by a change's new ring: the argument of one cleanup entry.
+type CleanupRange struct {
+	After, End []byte
+	Keys       int
+}
+
+// CleanupRanges plans up to n cleanup entries after cursor from this
+// replica's state, so that a leader can commit them side by side rather
+// than one after the other: each range holds at most limit keys to drop
+// and spans at most 20 × limit keys. done says the walk reached the last
+// key (or the change is over here already). Ranges planned from a state
+// that lags the log are still right: once a group adopted the new ring the
+// keys it gives away only become fewer.
+func (s *Store) CleanupRanges(to uint64, cursor []byte, limit, n int) (ranges []CleanupRange, done bool, err error) {
+	mv := s.move.Load()
+	if mv == nil || mv.spec.To.Epoch != to {
+		if mv == nil && s.Epoch() >= to {
+			return nil, true, nil // finished already
+		}
+		return nil, false, fmt.Errorf("%w: group %s has not prepared the change to epoch %d", ErrMoveNotReady, s.opts.Group, to)
+	}
+	limit = min(max(limit, 1), MaxCleanupLimit)
+	group := s.opts.Group
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKV).Cursor()
+		k, _ := c.First()
+		if cursor != nil {
+			k, _ = c.Seek(cursor)
+			if k != nil && bytes.Equal(k, cursor) {
+				k, _ = c.Next()
+			}
+		}
+		after := cursor
+		cur := CleanupRange{After: after}
+		scanned := 0
+		for ; k != nil; k, _ = c.Next() {
+			if cur.Keys >= limit || scanned >= 20*limit {
+				ranges = append(ranges, cur)
+				if len(ranges) == n {
+					return nil
+				}
+				cur, scanned = CleanupRange{After: cur.End}, 0
+			}
+			scanned++
+			cur.End = append([]byte(nil), k...)
+			if mv.to.Owner(k) != group {
+				cur.Keys++
+			}
+		}
+		if cur.End != nil {
+			ranges = append(ranges, cur)
+		}
+		done = true
+		return nil
+	})
+	return ranges, done, err
 }
 
 func (b *batch) moveFinish(a MoveArgs, res *Result) error {
@@ -506,8 +579,11 @@ func decodeBody(op Op, body []byte) (MoveArgs, Import, wire.RingChangeStatus, er
 		if _, err := a.To.Build(); err != nil {
 			return a, im, st, fmt.Errorf("%w: to ring: %v", ErrInvalidCommand, err)
 		}
-		if len(a.Cursor) > bolt.MaxKeySize || a.Limit < 0 || a.Limit > MaxCleanupLimit {
-			return a, im, st, fmt.Errorf("%w: cleanup cursor of %d bytes, limit %d", ErrInvalidCommand, len(a.Cursor), a.Limit)
+		if len(a.Cursor) > bolt.MaxKeySize || len(a.End) > bolt.MaxKeySize || a.Limit < 0 || a.Limit > MaxCleanupLimit {
+			return a, im, st, fmt.Errorf("%w: cleanup cursor of %d bytes, end of %d bytes, limit %d", ErrInvalidCommand, len(a.Cursor), len(a.End), a.Limit)
+		}
+		if a.End != nil && a.Cursor != nil && bytes.Compare(a.End, a.Cursor) <= 0 {
+			return a, im, st, fmt.Errorf("%w: cleanup range ends at or before its cursor", ErrInvalidCommand)
 		}
 	}
 	return a, im, st, nil

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/carpkv/carpkv/kvclient/wire"
@@ -209,22 +211,56 @@ func TestRingChangeHandsEveryKeyOverOnce(t *testing.T) {
 		t.Fatalf("import after adoption: %v, want ErrMoveDone", r.Err)
 	}
 
-	for _, id := range []string{"g1", "g2"} {
-		var cursor []byte
-		for rounds := 0; ; rounds++ {
-			r := applyNext(t, w.groups[id], moveCmdAt(OpMoveCleanup, from, to, cursor, 7))[0]
-			if r.Err != nil {
-				t.Fatalf("cleanup %s: %v", id, r.Err)
-			}
-			if cursor = r.Next; cursor == nil {
-				break
-			}
-			if rounds > n {
-				t.Fatal("cleanup does not end")
-			}
+	// g1 cleans up one entry after the other, each resuming where the
+	// last one stopped; g2 as a leader does, in ranges planned from its
+	// state, committed three at a time and here applied last first.
+	var cursor []byte
+	for rounds := 0; ; rounds++ {
+		r := applyNext(t, w.groups["g1"], moveCmdAt(OpMoveCleanup, from, to, cursor, 7))[0]
+		if r.Err != nil {
+			t.Fatalf("cleanup g1: %v", r.Err)
+		}
+		if cursor = r.Next; cursor == nil {
+			break
+		}
+		if rounds > n {
+			t.Fatal("cleanup does not end")
 		}
 	}
+	cursor = nil
+	for rounds := 0; ; rounds++ {
+		ranges, done, err := w.groups["g2"].CleanupRanges(2, cursor, 7, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range slices.Backward(ranges) {
+			if r.Keys > 7 {
+				t.Fatalf("a range of %d keys to drop, limit 7", r.Keys)
+			}
+			body, err := json.Marshal(MoveArgs{From: from, To: to, Cursor: r.After, End: r.End, Limit: r.Keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := applyNext(t, w.groups["g2"], Command{Op: OpMoveCleanup, Body: body})[0]
+			if res.Err != nil || !bytes.Equal(res.Next, r.End) || res.Count > uint64(r.Keys) {
+				t.Fatalf("cleanup range (%q, %q] of %d keys: dropped %d, next %q, %v", r.After, r.End, r.Keys, res.Count, res.Next, res.Err)
+			}
+		}
+		if done {
+			break
+		}
+		cursor = ranges[len(ranges)-1].End
+		if rounds > n {
+			t.Fatal("cleanup does not end")
+		}
+	}
+	if ranges, done, err := w.groups["g2"].CleanupRanges(2, nil, 7, 3); err != nil || !done || slices.ContainsFunc(ranges, func(r CleanupRange) bool { return r.Keys > 0 }) {
+		t.Fatalf("after the cleanup, g2 plans %+v (done %v, %v), want nothing to drop", ranges, done, err)
+	}
 	w.all(OpMoveFinish)
+	if ranges, done, err := w.groups["g2"].CleanupRanges(2, nil, 7, 3); err != nil || !done || len(ranges) != 0 {
+		t.Fatalf("after finish: %+v, %v, %v; want done", ranges, done, err)
+	}
 
 	// Every key is where the new ring says, with its last acknowledged
 	// value and version, and nowhere else.
