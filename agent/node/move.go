@@ -109,8 +109,9 @@ func (n *Node) MoveStep(ctx context.Context, req wire.MoveStepRequest) (wire.Mov
 }
 
 // cleanupPipeline is how many cleanup entries one step commits side by
-// side.
-const cleanupPipeline = 4
+// side. Four were no faster than two at 1,000,000 keys (the sources are
+// CPU-bound) and raised their p99 during the cleanup (docs/benchmarks.md).
+const cleanupPipeline = 2
 
 // cleanup drops what this group handed off, in up to cleanupPipeline
 // entries of about req.Limit keys each, planned from this leader's state
