@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/carpkv/carpkv/carp"
 	"github.com/carpkv/carpkv/kvclient"
 )
 
@@ -70,15 +69,7 @@ func TestChaosLeaderFaultGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := make([]carp.Member, len(ring.Groups))
-	for i, g := range ring.Groups {
-		members[i] = carp.Member{ID: g.ID, Weight: g.Weight}
-	}
-	mode, err := carp.ParseMode(ring.Mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owners, err := carp.New(members, carp.WithMode(mode), carp.WithEpoch(ring.Epoch))
+	owners, err := buildRing(specOf(ring))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,17 +231,7 @@ func TestChaosLeaderFaultGaps(t *testing.T) {
 		}
 	}
 
-	if len(failed) > 0 {
-		t.Fatalf("%d writes failed other than with an unknown outcome, the first: %s", len(failed), strings.Join(failed[:min(5, len(failed))], "; "))
-	}
-	for k, v := range acked {
-		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		got, err := kv.Get(gctx, []byte(k))
-		cancel()
-		if err != nil || string(got.Data) != v {
-			t.Fatalf("acknowledged %s=%s reads back %q, %v", k, v, got.Data, err)
-		}
-	}
+	checkWrites(t, ctx, kv, "failed other than with an unknown outcome", failed, acked)
 }
 
 // longestGap is the longest time in [from, to] without an acknowledged

@@ -209,8 +209,15 @@ func TestChaosPlannedLeaderChangesCostClientsNothing(t *testing.T) {
 	wg.Wait()
 
 	t.Logf("%d writes by %d writers over 6 transfers and 2 graceful leader stops: %d acknowledged, %d failed", ops.Load(), writers, len(acked), len(failures))
+	checkWrites(t, ctx, kv, "not acknowledged", failures, acked)
+}
+
+// checkWrites fails t if any write failed (what says how), or if any
+// acknowledged write does not read back.
+func checkWrites(t *testing.T, ctx context.Context, kv *kvclient.Client, what string, failures []string, acked map[string]string) {
+	t.Helper()
 	if len(failures) > 0 {
-		t.Fatalf("%d writes not acknowledged, the first: %s", len(failures), strings.Join(failures[:min(5, len(failures))], "; "))
+		t.Fatalf("%d writes %s, the first: %s", len(failures), what, strings.Join(failures[:min(5, len(failures))], "; "))
 	}
 	for k, v := range acked {
 		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -374,8 +374,7 @@ type silence struct {
 // unanswered keeps addr out of first place for a few attempts' time: it
 // left a request unanswered for a whole attempt.
 func (c *Client) unanswered(addr string) {
-	now := time.Now()
-	c.silent.Store(addr, silence{until: now.Add(3 * c.cfg.RequestTimeout)})
+	c.silent.Store(addr, silence{until: time.Now().Add(3 * c.cfg.RequestTimeout)})
 }
 
 // gone records that addr stopped serving, last heard from at last: it

@@ -10,11 +10,7 @@ import (
 // leader, until it answers again or the mark expires; if it is the only
 // address, calls still go to it.
 func TestCallsDoNotStartAtAnAgentThatLeftARequestUnanswered(t *testing.T) {
-	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := cursorClient(t)
 	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
 	frozen := addrs[0]
 	g := newGroupClient(c, "g1", addrs)
@@ -49,11 +45,7 @@ func TestCallsDoNotStartAtAnAgentThatLeftARequestUnanswered(t *testing.T) {
 // more likely back than the leader that froze since (finding of
 // TestChaosLeaderFaultGaps: the newest silent one cost a whole dial).
 func TestWhenEveryOtherMemberIsSilentTheOldestSilenceIsTriedFirst(t *testing.T) {
-	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := cursorClient(t)
 	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
 	g := newGroupClient(c, "g1", addrs)
 	c.gone(addrs[0], time.Now().Add(-time.Minute)) // froze first, resumed since (unknown to the client)
@@ -79,11 +71,7 @@ func TestWhenEveryOtherMemberIsSilentTheOldestSilenceIsTriedFirst(t *testing.T) 
 // but back to the member that failed, which names the new leader once there
 // is one.
 func TestNextSkipsAnAgentThatJustWentSilent(t *testing.T) {
-	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := cursorClient(t)
 	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002"}
 	g := newGroupClient(c, "g1", addrs)
 	c.gone(addrs[1], time.Now())
@@ -93,4 +81,16 @@ func TestNextSkipsAnAgentThatJustWentSilent(t *testing.T) {
 	if a := g.cursor().first(routeLeader); a != addrs[0] {
 		t.Fatalf("first is %s, want %s", a, addrs[0])
 	}
+}
+
+// cursorClient is a Client for the cursor tests: silence marks last an
+// hour (3 × RequestTimeout), and it is never sent anything.
+func cursorClient(t *testing.T) *Client {
+	t.Helper()
+	c, err := New(Config{Addrs: []string{"127.0.0.1:1"}, RequestTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -226,7 +226,7 @@ type streamConn struct {
 	out     chan []byte
 	dead    chan struct{} // closed by fail
 	maxResp int64
-	// lastRecv is when the reader last got a frame (Unix nanoseconds).
+	// lastRecv is when the reader last got a whole frame (Unix nanoseconds).
 	lastRecv atomic.Int64
 
 	mu      sync.Mutex
@@ -273,7 +273,6 @@ func (sc *streamConn) read(br *bufio.Reader) {
 				continue
 			}
 		}
-		sc.lastRecv.Store(time.Now().UnixNano())
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the agent closed the stream
@@ -291,6 +290,7 @@ func (sc *streamConn) read(br *bufio.Reader) {
 }
 
 func (sc *streamConn) deliver(res streamResult) {
+	sc.lastRecv.Store(time.Now().UnixNano())
 	sc.mu.Lock()
 	ch := sc.pending[res.resp.ID]
 	delete(sc.pending, res.resp.ID)

@@ -333,11 +333,11 @@ func TestStreamSlowAgentThatAnswersPingsKeepsItsRequests(t *testing.T) {
 	a := g.Agent(0)
 	a.SetStreamHandler(func(c *fakeagent.StreamConn, req wire.StreamRequest) {
 		go func() {
-			// Answer only after the client pinged several times.
-			deadline := time.Now().Add(10 * time.Second)
-			for a.StreamPings() < 3 && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
+			// Answer only after the client pinged several times (or
+			// after 10 s: then the assertion below fails).
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = a.WaitPings(ctx, 3)
 			ok(c, req, nil)
 		}()
 	})

@@ -193,14 +193,14 @@ func (r *Runner) changeStep(ctx context.Context, ch wire.RingChangeStatus) error
 // steps commits step in every group of groups, side by side; a cleanup
 // records each source's progress.
 func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step string, groups []string, states map[string]wire.MoveState) error {
-	results := make([]wire.MoveStepResult, len(groups))
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
 	// A cleanup goes on entry after entry in each source for up to
 	// cleanupBudget, and its progress is recorded once at the end: the
 	// record is where a new coordinator resumes, and resuming from an
 	// older cursor only walks some keys again (dropping is idempotent).
-	progress := make([]wire.MoveStepResult, len(groups))
+	// progress[i] stays nil until a step in groups[i] succeeded.
+	progress := make([]*wire.MoveStepResult, len(groups))
 	for i, g := range groups {
 		req := wire.MoveStepRequest{Step: step, From: ch.From, To: ch.To, Coordinator: ch.Coordinator}
 		if step == wire.StepCleanup {
@@ -215,8 +215,8 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 				// answer in stepTimeout is frozen or cut off, and the next
 				// observation finds the group's new one.
 				sctx, cancel := context.WithTimeout(ctx, stepTimeout)
-				results[i] = wire.MoveStepResult{}
-				err := exchangeAny(sctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &results[i])
+				var res wire.MoveStepResult
+				err := exchangeAny(sctx, r.moveClient(), http.MethodPost, r.groupAddrs(g, states), wire.PathMoveStep, "application/json", mustJSON(req), &res)
 				cancel()
 				if err != nil {
 					errs[i] = fmt.Errorf("%s in group %s: %w", step, g, err)
@@ -225,12 +225,15 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 				if step != wire.StepCleanup {
 					return
 				}
-				progress[i].Dropped += results[i].Dropped
-				progress[i].Cursor, progress[i].Done = results[i].Cursor, results[i].Done
-				if results[i].Done || time.Now().After(stopAt) {
+				if progress[i] == nil {
+					progress[i] = &wire.MoveStepResult{}
+				}
+				progress[i].Dropped += res.Dropped
+				progress[i].Cursor, progress[i].Done = res.Cursor, res.Done
+				if res.Done || time.Now().After(stopAt) {
 					return
 				}
-				req.Cursor = results[i].Cursor
+				req.Cursor = res.Cursor
 			}
 		}()
 	}
@@ -238,10 +241,10 @@ func (r *Runner) steps(ctx context.Context, ch *wire.RingChangeStatus, step stri
 	if step == wire.StepCleanup {
 		moved := false
 		for i, g := range groups {
-			if progress[i].Dropped > 0 || progress[i].Done || progress[i].Cursor != "" {
+			if p := progress[i]; p != nil {
 				s := &ch.Sources[sourceIndex(ch, g)]
-				s.Dropped += progress[i].Dropped
-				s.Cursor, s.Cleaned = progress[i].Cursor, progress[i].Done
+				s.Dropped += p.Dropped
+				s.Cursor, s.Cleaned = p.Cursor, p.Done
 				moved = true
 			}
 		}

@@ -171,10 +171,8 @@ func (n *Node) cleanup(ctx context.Context, req wire.MoveStepRequest, from, to s
 		return wire.MoveStepResult{}, err
 	}
 	out := wire.MoveStepResult{State: n.moveState(), Dropped: dropped.Load(), Done: done}
-	if !done && len(ranges) > 0 {
+	if !done { // then CleanupRanges planned cleanupPipeline ranges
 		out.Cursor = base64.StdEncoding.EncodeToString(ranges[len(ranges)-1].End)
-	} else if !done {
-		out.Cursor = req.Cursor
 	}
 	return out, nil
 }

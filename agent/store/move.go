@@ -442,25 +442,29 @@ func (s *Store) CleanupRanges(to uint64, cursor []byte, limit, n int) (ranges []
 				k, _ = c.Next()
 			}
 		}
-		after := cursor
-		cur := CleanupRange{After: after}
-		scanned := 0
+		// cur.End is bbolt's key, valid within the transaction: copied
+		// when the range is closed.
+		cur, scanned := CleanupRange{After: cursor}, 0
+		closeRange := func() {
+			cur.End = bytes.Clone(cur.End)
+			ranges = append(ranges, cur)
+		}
 		for ; k != nil; k, _ = c.Next() {
 			if cur.Keys >= limit || scanned >= 20*limit {
-				ranges = append(ranges, cur)
+				closeRange()
 				if len(ranges) == n {
 					return nil
 				}
 				cur, scanned = CleanupRange{After: cur.End}, 0
 			}
 			scanned++
-			cur.End = append([]byte(nil), k...)
+			cur.End = k
 			if mv.to.Owner(k) != group {
 				cur.Keys++
 			}
 		}
 		if cur.End != nil {
-			ranges = append(ranges, cur)
+			closeRange()
 		}
 		done = true
 		return nil

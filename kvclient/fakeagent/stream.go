@@ -2,6 +2,7 @@ package fakeagent
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -38,8 +39,9 @@ type streamState struct {
 	upgrades atomic.Int64
 	hold     atomic.Bool
 	frozen   atomic.Bool
-	pings    atomic.Int64
 	mu       sync.Mutex
+	pings    int64         // under mu
+	pinged   chan struct{} // under mu: closed at the next ping (WaitPings)
 	conns    []net.Conn
 	count    int
 }
@@ -72,7 +74,43 @@ func (a *Agent) HoldUpgrades(on bool) { a.stream.hold.Store(on) }
 func (a *Agent) FreezeStreams(on bool) { a.stream.frozen.Store(on) }
 
 // StreamPings returns how many liveness pings the agent answered.
-func (a *Agent) StreamPings() int64 { return a.stream.pings.Load() }
+func (a *Agent) StreamPings() int64 {
+	a.stream.mu.Lock()
+	defer a.stream.mu.Unlock()
+	return a.stream.pings
+}
+
+// WaitPings waits until the agent has answered n liveness pings, or ctx
+// ends.
+func (a *Agent) WaitPings(ctx context.Context, n int64) error {
+	for {
+		a.stream.mu.Lock()
+		if a.stream.pings >= n {
+			a.stream.mu.Unlock()
+			return nil
+		}
+		if a.stream.pinged == nil {
+			a.stream.pinged = make(chan struct{})
+		}
+		ch := a.stream.pinged
+		a.stream.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (a *Agent) notePing() {
+	a.stream.mu.Lock()
+	defer a.stream.mu.Unlock()
+	a.stream.pings++
+	if a.stream.pinged != nil {
+		close(a.stream.pinged)
+		a.stream.pinged = nil
+	}
+}
 
 // StreamUpgrades returns how many stream upgrade requests the agent got.
 func (a *Agent) StreamUpgrades() int64 { return a.stream.upgrades.Load() }
@@ -112,7 +150,7 @@ func (a *Agent) serveStream(w http.ResponseWriter, r *http.Request) bool {
 			case a.stream.frozen.Load():
 			case req.Op == wire.StreamPing:
 				// As the agent does: answered by the reader at once.
-				a.stream.pings.Add(1)
+				a.notePing()
 				sc.Send(&wire.StreamResponse{ID: req.ID})
 			default:
 				(*hp)(sc, req)
