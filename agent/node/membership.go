@@ -147,7 +147,19 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 		}
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
-	if err := waitFuture(ctx, f); err != nil {
+	// No write is appended while the hand-off runs (raft refuses them
+	// too, but only until its own transfer timer fires).
+	n.handoff.Add(1)
+	err := waitFuture(ctx, f)
+	if err != nil && n.raft.State() == raft.Leader {
+		// The target may still win the election the transfer started:
+		// append nothing until it has had its chance, so that its log is
+		// as long as ours and the entries in flight are not overwritten.
+		time.AfterFunc(n.cfg.Raft.ElectionTimeout, func() { n.handoff.Add(-1) })
+	} else {
+		n.handoff.Add(-1)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return ErrUnknownOutcome
 		}

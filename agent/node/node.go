@@ -44,11 +44,14 @@ type Node struct {
 
 	metrics *Metrics
 
-	// results and resolving serve writes in flight when leadership is
-	// lost (outcome.go): the store's recent results, and how many such
-	// writes are waiting for their entry's fate.
-	results   *recentResults
-	resolving atomic.Int32
+	// results serves writes in flight when leadership is lost
+	// (outcome.go): what the store applied at its recent indexes.
+	results *recentResults
+	// applying counts Apply calls under way; handoff counts leadership
+	// hand-offs this node is making (a transfer asked for, a graceful
+	// stop): while one runs, Apply appends nothing (write.go).
+	applying atomic.Int32
+	handoff  atomic.Int32
 
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -213,15 +216,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		// From here on no write is appended (a stopped Raft would leave
+		// its outcome unknown); clients go to the next leader.
+		n.handoff.Add(1)
 		if n.raft.State() == raft.Leader && n.voters() > 1 {
 			n.log.Info("transferring leadership before shutdown")
 			if terr := waitFuture(ctx, n.raft.LeadershipTransfer()); terr != nil {
 				n.log.Warn("leadership transfer failed; stopping anyway", "err", terr)
 			}
-			// Writes in flight at the transfer learn their fate from the
-			// new leader's log; give them a moment before Raft stops.
-			n.waitResolved(ctx, 2*time.Second)
 		}
+		// Writes in flight commit, or learn their fate from the new
+		// leader's log (outcome.go); give them a moment before Raft stops.
+		n.waitApplies(ctx, 2*time.Second)
 		if serr := n.raft.Shutdown().Error(); serr != nil {
 			err = serr
 		}

@@ -1,9 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"io"
 	"sync"
 	"time"
@@ -25,8 +26,9 @@ import (
 // request's deadline passes first is the outcome unknown.
 
 // fsm is the state machine raft drives: the store, plus a record of the
-// results of the entries applied lately, so a write resolved after a
-// leadership loss can answer with the result the store gave it.
+// entries applied lately (term, checksum of the command, result), so a
+// write resolved after a leadership loss can tell whether the entry applied
+// at its index was its own, and answer with the result the store gave it.
 type fsm struct {
 	*store.Store
 	results *recentResults
@@ -49,45 +51,64 @@ func (f fsm) Restore(rc io.ReadCloser) error {
 	return f.Store.Restore(rc)
 }
 
-// recentResults holds the results of the last entries the store applied, by
-// log index, and hands them to the writes waiting for them.
+// resultSlots is how many applied entries recentResults remembers: several
+// seconds of writes at full speed, longer than any request's deadline.
+const resultSlots = 8192
+
+// recentResults holds what the store applied at its last log indexes, and
+// hands it to the writes waiting for it. A checksum stands for the command
+// (the log itself may be compacted by the time a write asks).
 type recentResults struct {
 	mu      sync.Mutex
-	slots   [256]appliedResult // by index modulo the length
-	waiters map[uint64]chan *store.Result
+	seed    maphash.Seed
+	slots   [resultSlots]appliedEntry // by index modulo the length
+	waiters map[uint64]chan appliedEntry
 }
 
-type appliedResult struct {
-	index uint64
-	res   *store.Result
+// appliedEntry is what the store applied at index. gone: the entry's
+// record is no longer kept (overwritten by a later one, or a snapshot was
+// restored over it), so what was applied there cannot be told.
+type appliedEntry struct {
+	index, term uint64
+	sum         uint64 // sumOf the entry's data
+	res         *store.Result
+	gone        bool
 }
 
 func newRecentResults() *recentResults {
-	return &recentResults{waiters: map[uint64]chan *store.Result{}}
+	return &recentResults{seed: maphash.MakeSeed(), waiters: map[uint64]chan appliedEntry{}}
 }
+
+func (r *recentResults) sumOf(data []byte) uint64 { return maphash.Bytes(r.seed, data) }
 
 func (r *recentResults) record(logs []*raft.Log, res []any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, l := range logs {
 		sr, _ := res[i].(*store.Result)
-		r.slots[l.Index%uint64(len(r.slots))] = appliedResult{index: l.Index, res: sr}
+		e := appliedEntry{index: l.Index, term: l.Term, sum: r.sumOf(l.Data), res: sr}
+		r.slots[l.Index%resultSlots] = e
 		if ch, ok := r.waiters[l.Index]; ok {
-			ch <- sr
+			ch <- e
 			delete(r.waiters, l.Index)
 		}
 	}
 }
 
-// wait returns a channel that receives the result of the entry at index once
-// the store has applied it (nil if it never will be known: a snapshot
-// replaced it), and a function to call when no longer waiting.
-func (r *recentResults) wait(index uint64) (<-chan *store.Result, func()) {
-	ch := make(chan *store.Result, 1)
+// wait returns a channel that receives what the store applied at index,
+// once it has, and a function to call when no longer waiting. Entries
+// that are not commands (a new leader's no-op) never reach the store:
+// nothing is sent for them.
+func (r *recentResults) wait(index uint64) (<-chan appliedEntry, func()) {
+	ch := make(chan appliedEntry, 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := r.slots[index%uint64(len(r.slots))]; s.index == index {
-		ch <- s.res
+	switch s := r.slots[index%resultSlots]; {
+	case s.index == index:
+		ch <- s
+		return ch, func() {}
+	case s.index > index:
+		ch <- appliedEntry{index: index, gone: true}
 		return ch, func() {}
 	}
 	r.waiters[index] = ch
@@ -104,7 +125,7 @@ func (r *recentResults) forgetWaiters() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, ch := range r.waiters {
-		ch <- nil
+		ch <- appliedEntry{index: i, gone: true}
 		delete(r.waiters, i)
 	}
 }
@@ -116,63 +137,67 @@ var errOverwritten = errors.New("entry overwritten by a new leader")
 // resolveLost finds out what became of the entry data that this node, as
 // leader in term, appended at index before losing leadership. It returns the
 // entry's result if the group committed it, errOverwritten if another entry
-// took its index, ErrUnknownOutcome if ctx ends first or the log no longer
-// tells.
+// took its index, an ErrUnknownOutcome (saying why) if ctx ends first or
+// what was applied there can no longer be told.
 func (n *Node) resolveLost(ctx context.Context, index, term uint64, data []byte) (*store.Result, error) {
 	if index == 0 {
 		return nil, errOverwritten // never appended
 	}
-	n.resolving.Add(1)
-	defer n.resolving.Add(-1)
-	// Ask for the result first: the store may apply the entry any moment.
+	// Ask first: the store may apply the entry any moment.
 	ch, cancel := n.results.wait(index)
 	defer cancel()
-	// Wait until this node has applied the index: the entry there is then
-	// the committed one. A poll: raft signals nothing when it applies a
-	// no-op, and the new leader's first entry is one.
+	// A command committed at index reaches the store, and ch. Anything
+	// else (the new leader's no-op) does not: once raft has applied the
+	// index, the log says what it holds. A poll: raft signals nothing
+	// when it applies a no-op.
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for n.raft.AppliedIndex() < index {
+	for {
 		select {
+		case e := <-ch:
+			return n.judge(e, term, data)
 		case <-ctx.Done():
-			return nil, ErrUnknownOutcome
+			return nil, fmt.Errorf("%w: leadership lost; deadline passed before index %d was applied here (applied %d)", ErrUnknownOutcome, index, n.raft.AppliedIndex())
 		case <-tick.C:
+			if n.raft.AppliedIndex() < index {
+				continue
+			}
+			var l raft.Log
+			if err := n.logs.GetLog(index, &l); err == nil && l.Type != raft.LogCommand {
+				return nil, errOverwritten
+			}
+			// A command (or compacted: then the store has applied it
+			// long ago): its record is on its way to ch.
 		}
-	}
-	var l raft.Log
-	if err := n.logs.GetLog(index, &l); err != nil {
-		// Compacted into a snapshot already: the log no longer tells.
-		n.log.Debug("write outcome unknown: entry no longer in the log", "index", index, "err", err)
-		return nil, ErrUnknownOutcome
-	}
-	if l.Type != raft.LogCommand || !bytes.Equal(l.Data, data) {
-		return nil, errOverwritten
-	}
-	if l.Term != term {
-		// The same bytes in another term: most likely ours, appended after
-		// this node lost and won leadership again between reading the term
-		// and appending; it cannot be told apart from an identical write.
-		return nil, ErrUnknownOutcome
-	}
-	select {
-	case res := <-ch:
-		if res == nil {
-			return nil, ErrUnknownOutcome
-		}
-		return res, nil
-	case <-ctx.Done():
-		return nil, ErrUnknownOutcome
 	}
 }
 
-// waitResolved waits, at most max, until no write in flight at a leadership
-// loss is still waiting to learn its fate.
-func (n *Node) waitResolved(ctx context.Context, max time.Duration) {
+// judge compares what the store applied at a lost write's index with the
+// write.
+func (n *Node) judge(e appliedEntry, term uint64, data []byte) (*store.Result, error) {
+	switch {
+	case e.gone:
+		return nil, fmt.Errorf("%w: leadership lost; what was applied at index %d is no longer known", ErrUnknownOutcome, e.index)
+	case e.sum != n.results.sumOf(data):
+		return nil, errOverwritten
+	case e.term != term:
+		// The same bytes in another term: most likely ours, appended after
+		// this node lost and won leadership again between reading the term
+		// and appending; it cannot be told apart from an identical write.
+		return nil, fmt.Errorf("%w: leadership lost; index %d holds the same command from term %d, not %d", ErrUnknownOutcome, e.index, e.term, term)
+	case e.res == nil:
+		return nil, fmt.Errorf("%w: leadership lost; entry %d applied without a result", ErrUnknownOutcome, e.index)
+	}
+	return e.res, nil
+}
+
+// waitApplies waits, at most max, until no Apply call is under way.
+func (n *Node) waitApplies(ctx context.Context, max time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for n.resolving.Load() > 0 {
+	for n.applying.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,7 +17,11 @@ import (
 //   - *NotLeaderError, ErrUnavailable: nothing was appended; safe to retry;
 //   - ErrUnknownOutcome: the entry may or may not commit (invariant 5).
 func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, error) {
-	if n.raft.State() != raft.Leader {
+	// Counted before the hand-off check, so a hand-off that waits for
+	// applying to drain cannot miss a write that passed the check.
+	n.applying.Add(1)
+	defer n.applying.Add(-1)
+	if n.raft.State() != raft.Leader || n.handoff.Load() > 0 {
 		return nil, n.notLeader()
 	}
 	if cmd.Op == store.OpPut || cmd.Op == store.OpDelete {
@@ -35,7 +40,7 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return nil, ErrUnknownOutcome
+		return nil, fmt.Errorf("%w: deadline passed before the entry committed", ErrUnknownOutcome)
 	}
 	switch err := f.Error(); {
 	case err == nil:
@@ -62,7 +67,7 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 		// ErrRaftShutdown, ErrAbortedByRestore: the entry may have been
 		// appended and may still commit.
 		n.log.Debug("write outcome unknown", "err", err)
-		return nil, ErrUnknownOutcome
+		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 	}
 	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	res, ok := f.Response().(*store.Result)
