@@ -64,6 +64,7 @@ func newApp(action func(*cli.Context, config.Config) error) *cli.App {
 		str("ring-mode", d.RingMode, "CARP mode of the first ring: strong (default, balanced) or spec (draft-exact hashing)"),
 		str("log-level", d.LogLevel, "debug, info, warn or error"),
 		str("log-format", d.LogFormat, "text or json"),
+		str("raft-log-store", d.RaftLogStore, "Raft log store: wal (segment files, one fsync per append) or bolt (raft-boltdb); default: the kind the data directory holds, wal in a new one (naming the other kind is refused)"),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "store-sync-every-commit", EnvVars: []string{"CARPKV_STORE_SYNC_EVERY_COMMIT"}, Usage: "fsync every state-machine commit (the Raft log is the durable copy either way; costs 20-30% of write throughput)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"CARPKV_ENABLE_PPROF"}, Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port (for performance work; off in production)"}),
 		integer("max-key-bytes", d.Limits.MaxKeyBytes, "largest accepted key"),
@@ -190,6 +191,7 @@ func fromCLI(c *cli.Context) config.Config {
 	cfg.LogFormat = c.String("log-format")
 	cfg.Pprof = c.Bool("enable-pprof")
 	cfg.StoreSyncEveryCommit = c.Bool("store-sync-every-commit")
+	cfg.RaftLogStore = c.String("raft-log-store")
 	cfg.Limits.MaxKeyBytes = c.Int("max-key-bytes")
 	cfg.Limits.MaxValueBytes = c.Int("max-value-bytes")
 	cfg.Limits.MaxBodyBytes = c.Int("max-body-bytes")

@@ -78,6 +78,11 @@ type Config struct {
 	// StoreSyncEveryCommit fsyncs every state-machine commit instead of
 	// relying on the Raft log for durability (agent/store/durability.go).
 	StoreSyncEveryCommit bool
+	// RaftLogStore is the Raft log and stable store: LogStoreWAL or
+	// LogStoreBolt (docs/design.md, "The Raft log store"). A data
+	// directory keeps the kind it was created with: "" means that kind,
+	// or LogStoreWAL for a new directory; naming the other kind is refused.
+	RaftLogStore string // default ""
 
 	Limits Limits
 	Raft   Raft
@@ -96,6 +101,12 @@ type Limits struct {
 	// get "unavailable" at once instead of queueing without bound.
 	MaxInFlight int // default 4096
 }
+
+// The Raft log stores --raft-log-store chooses from.
+const (
+	LogStoreBolt = "bolt" // raft-boltdb/v2: a bbolt B+tree, two fsyncs per append
+	LogStoreWAL  = "wal"  // raft-wal: segment files, one fsync per append
+)
 
 // Raft holds the consensus timings, tuned for a LAN (hashicorp/raft's own
 // defaults assume a WAN: 1 s heartbeat and election timeouts).
@@ -231,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.GroupWeight > 0) || c.GroupWeight > 1e6 {
 		return bad("group-weight", "%v must be positive and at most 1e6", c.GroupWeight)
+	}
+	if c.RaftLogStore != "" && c.RaftLogStore != LogStoreWAL && c.RaftLogStore != LogStoreBolt {
+		return bad("raft-log-store", "%q is not %s or %s", c.RaftLogStore, LogStoreWAL, LogStoreBolt)
 	}
 	if _, err := carp.ParseMode(c.RingMode); err != nil {
 		return bad("ring-mode", "%q is not strong or spec", c.RingMode)

@@ -19,6 +19,9 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrNoSuchNode: a membership call named a node that is not a member.
 	ErrNoSuchNode = errors.New("no such node in the group")
+	// ErrLogStoreMismatch: the data directory holds a Raft log of the
+	// other kind than --raft-log-store asks for.
+	ErrLogStoreMismatch = errors.New("raft log store mismatch")
 )
 
 // NotLeaderError says this node cannot serve the request; LeaderID and

@@ -18,8 +18,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/carpkv/carpkv/agent/config"
 	"github.com/carpkv/carpkv/agent/store"
@@ -27,14 +25,14 @@ import (
 
 // Node is a running group member. Its methods are safe for concurrent use.
 type Node struct {
-	cfg   config.Config
-	log   *slog.Logger
-	raft  *raft.Raft
-	store *store.Store
-	logs  raft.LogStore // the log cache, for the read-index scan
-	bolt  *raftboltdb.BoltStore
-	trans *raft.NetworkTransport
-	snaps raft.SnapshotStore
+	cfg    config.Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	store  *store.Store
+	logs   raft.LogStore // the log cache, for the read-index scan
+	stable raftStore     // the log store under the cache (logstore.go)
+	trans  *raft.NetworkTransport
+	snaps  raft.SnapshotStore
 
 	// barrierTerm is the latest term in which this node, as leader, has
 	// seen an entry of its own term applied: only then is its commit index
@@ -87,31 +85,18 @@ func (n *Node) open() error {
 	if n.store, err = store.Open(kvDir, store.Options{Logger: n.log.With("component", "store"), Group: n.cfg.Group, SyncEveryCommit: n.cfg.StoreSyncEveryCommit}); err != nil {
 		return fmt.Errorf("open state machine: %w", err)
 	}
-	// Log and stable store: bolt, fsync on every append (NoSync false), so
-	// an acknowledged write is on a quorum's disks (invariant 2).
-	// Without NoFreelistSync bolt rewrites its whole freelist on every
-	// commit: measured ~70 KiB written per 256-byte put on a fresh log,
-	// growing past 200 KiB as the file fragments. The freelist is rebuilt
-	// by a scan at open instead (as etcd does).
-	if n.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(raftDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second, // a second agent on this dir fails, not hangs
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	}); err != nil {
-		return fmt.Errorf("open raft log: %w", err)
-	}
-	if n.logs, err = raft.NewLogCache(4096, n.bolt); err != nil {
-		return err
-	}
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:       "raft",
 		Level:      hclog.LevelFromString(raftLogLevel(n.cfg.LogLevel)),
 		Output:     os.Stderr,
 		JSONFormat: n.cfg.LogFormat == "json",
 	})
+	if n.stable, err = openRaftStore(raftDir, n.cfg.RaftLogStore, hlog, n.log); err != nil {
+		return err
+	}
+	if n.logs, err = raft.NewLogCache(4096, n.stable); err != nil {
+		return err
+	}
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, n.cfg.Raft.SnapshotRetain, hlog); err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
@@ -155,11 +140,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	hasState, err := raft.HasExistingState(n.logs, n.bolt, n.snaps)
+	hasState, err := raft.HasExistingState(n.logs, n.stable, n.snaps)
 	if err != nil {
 		return err
 	}
-	if n.raft, err = raft.NewRaft(rc, fsm{Store: n.store, results: n.results}, n.logs, n.bolt, n.snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, fsm{Store: n.store, results: n.results}, n.logs, n.stable, n.snaps, n.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	if n.cfg.Bootstrap && !hasState {
@@ -241,8 +226,8 @@ func (n *Node) closeStores() {
 	if n.trans != nil {
 		n.trans.Close()
 	}
-	if n.bolt != nil {
-		n.bolt.Close()
+	if n.stable != nil {
+		n.stable.Close()
 	}
 	if n.store != nil {
 		n.store.Close()
