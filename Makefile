@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools bench-reshard
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools bench-reshard bench-logstore
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-tools: build ## build bin/etcd (pinned in bench/go.mod), bin/etcd-benchmar
 
 bench-compare: bench-tools ## carpkv vs etcd side by side, etcd also under its own benchmark tool (~10 min): writes docs/benchmarks.md and docs/bench/*.png
 	$(BIN)/bench-compare run -bin $(BIN) -work .bench -doc docs/benchmarks.md -plots docs/bench $(BENCH_FLAGS)
+
+bench-logstore: bench-tools ## the two Raft log stores (--raft-log-store bolt|wal) side by side (~8 min): writes/s, p99, CPU and disk per write, log size after a burst, recovery after kill -9
+	$(BIN)/bench-compare stores -bin $(BIN) -work .bench/stores -doc docs/benchmarks.md -json docs/bench/logstores.json $(LOGSTORE_FLAGS)
 
 # A ring change under load (issue 11; docs/benchmarks.md, "Ring changes"):
 # a fresh local 3×3 cluster with RESHARD_KEYS keys, 100 clients 90/10, add

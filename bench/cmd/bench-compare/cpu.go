@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -36,4 +37,27 @@ func cpuTime(pids []int) (time.Duration, error) {
 		ticks += u + s
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// diskWritten is what processes pids have sent to storage so far
+// (write_bytes of /proc/PID/io: page-cache writeback included, reads and
+// cancelled writes not).
+func diskWritten(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			return 0, fmt.Errorf("server process %d: %w", pid, err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("server process %d: bad io", pid)
+				}
+				total += n
+			}
+		}
+	}
+	return total, nil
 }

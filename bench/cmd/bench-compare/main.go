@@ -8,6 +8,7 @@
 // writes docs/benchmarks.md and its plots. `make bench-compare` runs it.
 //
 //	bench-compare run [flags]       the whole comparison
+//	bench-compare stores [flags]    carpkv's two Raft log stores side by side (make bench-logstore)
 //	bench-compare etcd-load [flags] one loadgen run against etcd, a JSON report on stdout
 //	bench-compare echo              a loopback echo server (for the round-trip floor)
 package main
@@ -25,6 +26,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = runCmd(os.Args[2:])
+	case "stores":
+		err = storesCmd(os.Args[2:])
 	case "etcd-load":
 		err = etcdLoadCmd(os.Args[2:])
 	case "echo":
@@ -44,6 +47,7 @@ func main() {
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   bench-compare run [-reps 3] [-duration 5s] [-only writes,reads,...] [-bin bin] [-work .bench] [-doc docs/benchmarks.md] [-plots docs/bench]
+  bench-compare stores [-reps 3] [-duration 5s] [-burst 200000] [-bin bin] [-work .bench/stores] [-doc docs/benchmarks.md] [-json docs/bench/logstores.json]
   bench-compare etcd-load -endpoints A,B,C [loadgen flags]   (used by run)
   bench-compare echo                                           (used by run)
 Run "bench-compare run -h" for the flags.

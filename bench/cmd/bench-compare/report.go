@@ -442,6 +442,13 @@ func cdfXYs(cdf []loadgen.CDFPoint) plotter.XYs {
 }
 
 func writeBetweenMarkers(path, section string) error {
+	return writeSection(path, beginMarker, endMarker, "## Results", section)
+}
+
+// writeSection puts section (which starts with begin and ends with end)
+// in place of the doc's part between those markers, or appends it under
+// heading.
+func writeSection(path, beginMarker, endMarker, heading, section string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -454,7 +461,7 @@ func writeBetweenMarkers(path, section string) error {
 	case s == "":
 		s = "# Benchmarks: carpkv against etcd\n\n" + section
 	default:
-		s = strings.TrimRight(s, "\n") + "\n\n## Results\n\n" + section
+		s = strings.TrimRight(s, "\n") + "\n\n" + heading + "\n\n" + section
 	}
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		return err

@@ -50,6 +50,9 @@ type Sample struct {
 	// its exit (the two clients share the machine's cores with the
 	// servers).
 	ClientCPU time.Duration `json:"client_cpu_ns"`
+	// DiskWritten is what the server processes wrote to storage while the
+	// client ran (/proc/PID/io write_bytes; warmup included).
+	DiskWritten int64 `json:"disk_written_bytes,omitempty"`
 }
 
 // CPUPer1000 is server CPU-seconds per 1000 operations.
@@ -285,10 +288,18 @@ func runLoad(s *system, args []string) (*Sample, error) {
 	if err != nil {
 		return nil, err
 	}
+	disk0, err := diskWritten(s.pids())
+	if err != nil {
+		return nil, err
+	}
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("%v: %v\n%s", cmd.Args, err, stderr.String())
 	}
 	cpu1, err := cpuTime(s.pids())
+	if err != nil {
+		return nil, err
+	}
+	disk1, err := diskWritten(s.pids())
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +308,7 @@ func runLoad(s *system, args []string) (*Sample, error) {
 		return nil, fmt.Errorf("report of %v: %v\n%s", cmd.Args, err, stdout.String())
 	}
 	return &Sample{
-		System: s.Key, Report: &rep, ServerCPU: cpu1 - cpu0,
+		System: s.Key, Report: &rep, ServerCPU: cpu1 - cpu0, DiskWritten: disk1 - disk0,
 		ClientCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
 	}, nil
 }
@@ -312,10 +323,18 @@ func runTool(s *system, w workload, res *Results, expect float64, d time.Duratio
 	if err != nil {
 		return nil, err
 	}
+	disk0, err := diskWritten(s.pids())
+	if err != nil {
+		return nil, err
+	}
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("%v: %v\n%s", cmd.Args, err, stderr.String())
 	}
 	cpu1, err := cpuTime(s.pids())
+	if err != nil {
+		return nil, err
+	}
+	disk1, err := diskWritten(s.pids())
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +344,7 @@ func runTool(s *system, w workload, res *Results, expect float64, d time.Duratio
 	}
 	rep.Labels = map[string]string{"system": toolKey, "command": strings.Join(cmd.Args[1:], " ")}
 	return &Sample{
-		System: s.Key, Report: rep, ServerCPU: cpu1 - cpu0,
+		System: s.Key, Report: rep, ServerCPU: cpu1 - cpu0, DiskWritten: disk1 - disk0,
 		ClientCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
 	}, nil
 }

@@ -26,6 +26,10 @@ type system struct {
 	// summary (parseToolReport).
 	tool func(w workload, keys, keySize, valueSize int, expect float64, d time.Duration) *exec.Cmd
 	stop func()
+	// ctl, on carpkv only, runs carpkvctl on the cluster; dir is its
+	// carpkvctl local directory.
+	ctl func(args ...string) *exec.Cmd
+	dir string
 }
 
 // agentRaftDefaults are carpkv-agent's own Raft timings (agent/config).
@@ -41,10 +45,14 @@ var agentRaftDefaults = []string{
 
 // startCarpkv starts a local carpkv cluster of groups × 3 agents with
 // carpkvctl local up, with the agents' default Raft timings.
-func startCarpkv(binDir, dir string, groups int) (*system, error) {
+func startCarpkv(binDir, dir string, groups int, agentArgs ...string) (*system, error) {
 	ctl := filepath.Join(binDir, "carpkvctl")
 	env := append(os.Environ(), "CARPKV_LOCAL_DIR="+dir)
-	up := exec.Command(ctl, append([]string{"local", "up", "--groups", fmt.Sprint(groups), "--replicas", "3", "--fresh"}, agentRaftDefaults...)...)
+	args := append([]string{"local", "up", "--groups", fmt.Sprint(groups), "--replicas", "3", "--fresh"}, agentRaftDefaults...)
+	for _, a := range agentArgs {
+		args = append(args, "--agent-arg="+a)
+	}
+	up := exec.Command(ctl, args...)
 	up.Env = env
 	var out bytes.Buffer
 	up.Stdout, up.Stderr = &out, &out
@@ -67,6 +75,12 @@ func startCarpkv(binDir, dir string, groups int) (*system, error) {
 	return &system{
 		Key: fmt.Sprintf("carpkv-%dg", groups), Name: name,
 		pids: func() []int { return pids },
+		ctl: func(args ...string) *exec.Cmd {
+			cmd := exec.Command(ctl, args...)
+			cmd.Env = env
+			return cmd
+		},
+		dir: dir,
 		load: func(args []string) *exec.Cmd {
 			return exec.Command(ctl, append([]string{"bench", "-o", "json", "--addr", addrs}, args...)...)
 		},
