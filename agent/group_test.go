@@ -150,7 +150,8 @@ func (l *load) waitFor(t *testing.T, n int64) {
 
 func checkAll(t *testing.T, cl *kvclient.Client, acked map[string]string) {
 	t.Helper()
-	ctx := testcluster.Context(t, 60*time.Second)
+	// One read at a time: soaks check 100,000 keys and more.
+	ctx := testcluster.Context(t, 60*time.Second+time.Duration(len(acked))*time.Millisecond)
 	for k, want := range acked {
 		v, err := cl.Get(ctx, []byte(k))
 		if err != nil {

@@ -22,6 +22,8 @@ var (
 	// ErrLogStoreMismatch: the data directory holds a Raft log of the
 	// other kind than --raft-log-store asks for.
 	ErrLogStoreMismatch = errors.New("raft log store mismatch")
+	// ErrLogDamaged: the Raft log on disk cannot be read back.
+	ErrLogDamaged = errors.New("raft log damaged")
 )
 
 // NotLeaderError says this node cannot serve the request; LeaderID and

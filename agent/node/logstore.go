@@ -92,11 +92,41 @@ func openRaftStore(raftDir, kind string, hlog hclog.Logger, log *slog.Logger) (r
 		// here, the state machine's lock stops it first.)
 		s, err := raftwal.Open(walPath, raftwal.WithLogger(hlog.Named("wal")))
 		if err != nil {
-			return nil, fmt.Errorf("open raft log %s: %w", walPath, err)
+			return nil, fmt.Errorf("%w: open raft log %s: %v", ErrLogDamaged, walPath, err)
+		}
+		if err := checkEnds(s); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w: raft log %s: %v; this member cannot start with it: the rest of its group has every committed entry, so take the member out of the group, move this data directory away and let the member join again empty",
+				ErrLogDamaged, walPath, err)
 		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("unknown Raft log store %q", kind)
+}
+
+// checkEnds reads the log's first and last entries, as raft does when it
+// starts (where a read error is a panic). raft-wal recovers a torn tail
+// (a crash mid-append leaves zeros or a batch whose checksum fails), but
+// bytes garbled otherwise can pass for frames; reading them fails.
+func checkEnds(s raftStore) error {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return err
+	}
+	for _, i := range []uint64{first, last} {
+		if i == 0 {
+			continue
+		}
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil {
+			return fmt.Errorf("reading entry %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func exists(path string) (bool, error) {
