@@ -184,23 +184,10 @@ func runCmd(args []string) error {
 			return err
 		}
 	}
-	common := func(w workload) []string {
-		a := []string{"--mix", w.Mix, "--concurrency", fmt.Sprint(w.Concurrency), "--keys", fmt.Sprint(res.Keys),
-			"--key-size", fmt.Sprint(res.KeySize), "--value-size", fmt.Sprint(res.ValueSize), "--seed", "1"}
-		if w.Stale {
-			a = append(a, "--stale")
-		}
-		if w.Rate > 0 {
-			a = append(a, "--rate", fmt.Sprint(w.Rate))
-		}
-		return a
-	}
 	// Every key exists before anything reads it.
 	for _, s := range systems {
 		logf("preloading %d keys into %s", res.Keys, s.Name)
-		pre := workload{Mix: "put=100", Concurrency: 100}
-		a := append(common(pre), "--preload", "--duration", "100ms", "--warmup", "0s")
-		if _, err := runLoad(s, a); err != nil {
+		if _, err := runLoad(s, preloadArgs(res.Keys, res.KeySize, res.ValueSize)); err != nil {
 			return fmt.Errorf("preload %s: %w", s.Name, err)
 		}
 	}
@@ -231,7 +218,7 @@ func runCmd(args []string) error {
 			// the same other one.
 			for k := range systems {
 				s := systems[(k+wi+rep)%len(systems)]
-				a := append(common(w), "--duration", duration.String(), "--warmup", warmup.String())
+				a := append(loadArgs(w, res.Keys, res.KeySize, res.ValueSize), "--duration", duration.String(), "--warmup", warmup.String())
 				// etcd's turn runs both its clients back to back, each
 				// going first in every other repetition (the driver in
 				// the first, which sizes the tool's run).
@@ -277,6 +264,27 @@ func runCmd(args []string) error {
 	}
 	logf("raw results in %s", out)
 	return render(res, *doc, *plots)
+}
+
+// loadArgs are carpkvctl bench's (and etcd-load's) flags for workload w
+// on keys keys of keySize bytes with values of valueSize bytes; the run's
+// length is added by the caller.
+func loadArgs(w workload, keys, keySize, valueSize int) []string {
+	a := []string{"--mix", w.Mix, "--concurrency", fmt.Sprint(w.Concurrency), "--keys", fmt.Sprint(keys),
+		"--key-size", fmt.Sprint(keySize), "--value-size", fmt.Sprint(valueSize), "--seed", "1"}
+	if w.Stale {
+		a = append(a, "--stale")
+	}
+	if w.Rate > 0 {
+		a = append(a, "--rate", fmt.Sprint(w.Rate))
+	}
+	return a
+}
+
+// preloadArgs write every one of keys keys once, with 100 clients.
+func preloadArgs(keys, keySize, valueSize int) []string {
+	return append(loadArgs(workload{Mix: "put=100", Concurrency: 100}, keys, keySize, valueSize),
+		"--preload", "--duration", "100ms", "--warmup", "0s")
 }
 
 // runLoad runs one client against s and measures the servers' CPU meanwhile.

@@ -63,6 +63,10 @@ type recoveryInfo struct {
 
 var storeWorkloads = []string{"write-c1", "write-c16", "write-c100", "write-c1000"}
 
+// groupNodes are the agents of the one group `carpkvctl local up --groups
+// 1 --replicas 3` starts.
+var groupNodes = []string{"g1-n1", "g1-n2", "g1-n3"}
+
 func storesCmd(args []string) error {
 	fs := flag.NewFlagSet("stores", flag.ExitOnError)
 	reps := fs.Int("reps", 3, "runs of every workload on every store (the tables show medians)")
@@ -109,11 +113,6 @@ func storesCmd(args []string) error {
 	for _, w := range workloads {
 		wls[w.ID] = w
 	}
-	common := func(w workload, keys int) []string {
-		return []string{"--mix", w.Mix, "--concurrency", fmt.Sprint(w.Concurrency), "--keys", fmt.Sprint(keys),
-			"--key-size", "16", "--value-size", "256", "--seed", "1"}
-	}
-
 	// Throughput, then the burst, on one cluster per store. The snapshot
 	// check runs every 5 s (not 30) so that the burst's snapshot comes
 	// soon after it; the threshold is the default.
@@ -131,8 +130,7 @@ func storesCmd(args []string) error {
 		}
 		s.Key, s.Name = "carpkv-"+st, "carpkv, 1 group, "+st+" log"
 		systems = append(systems, s)
-		pre := append(common(workload{Mix: "put=100", Concurrency: 100}, 10000), "--preload", "--duration", "100ms", "--warmup", "0s")
-		if _, err := runLoad(s, pre); err != nil {
+		if _, err := runLoad(s, preloadArgs(10000, 16, 256)); err != nil {
 			return fmt.Errorf("preload %s: %w", s.Name, err)
 		}
 	}
@@ -141,7 +139,7 @@ func storesCmd(args []string) error {
 		for wi, id := range storeWorkloads {
 			for k := range systems {
 				s := systems[(k+wi+rep)%len(systems)]
-				a := append(common(wls[id], 10000), "--duration", duration.String(), "--warmup", warmup.String())
+				a := append(loadArgs(wls[id], 10000, 16, 256), "--duration", duration.String(), "--warmup", warmup.String())
 				smp, err := runLoad(s, a)
 				if err != nil {
 					return fmt.Errorf("%s on %s: %w", id, s.Name, err)
@@ -158,13 +156,13 @@ func storesCmd(args []string) error {
 	for _, s := range systems {
 		st := strings.TrimPrefix(s.Key, "carpkv-")
 		logf("burst of %d writes into %s", *burst, s.Name)
-		rate, err := runBurst(s, common, *burst)
+		rate, err := runBurst(s, *burst)
 		if err != nil {
 			return err
 		}
 		info := &burstInfo{WritesPerSec: rate}
 		logf("  %.0f writes/s; waiting until every member has taken the snapshots due", rate)
-		for _, node := range []string{"g1-n1", "g1-n2", "g1-n3"} {
+		for _, node := range groupNodes {
 			raftDir := filepath.Join(s.dir, "data", node, "raft")
 			if err := waitSnapshotsTaken(s, node, raftDir, 3*time.Minute); err != nil {
 				return fmt.Errorf("%s %s: %w", s.Name, node, err)
@@ -193,11 +191,11 @@ func storesCmd(args []string) error {
 		}
 		s.Key, s.Name = "carpkv-"+st, "carpkv, 1 group, "+st+" log, snapshots off"
 		systems = append(systems, s)
-		if _, err := runBurst(s, common, *burst); err != nil {
+		if _, err := runBurst(s, *burst); err != nil {
 			return err
 		}
 		info := &recoveryInfo{}
-		for _, node := range []string{"g1-n1", "g1-n2", "g1-n3"} {
+		for _, node := range groupNodes {
 			n, err := logStoreBytes(filepath.Join(s.dir, "data", node, "raft"), st)
 			if err != nil {
 				return err
@@ -231,10 +229,9 @@ func storesCmd(args []string) error {
 }
 
 // runBurst writes n distinct keys with 100 clients and returns the rate.
-func runBurst(s *system, common func(workload, int) []string, n int) (float64, error) {
-	a := append(common(workload{Mix: "put=100", Concurrency: 100}, n), "--preload", "--duration", "100ms", "--warmup", "0s")
+func runBurst(s *system, n int) (float64, error) {
 	start := time.Now()
-	if _, err := runLoad(s, a); err != nil {
+	if _, err := runLoad(s, preloadArgs(n, 16, 256)); err != nil {
 		return 0, fmt.Errorf("burst into %s: %w", s.Name, err)
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
@@ -335,7 +332,7 @@ func logStoreBytes(raftDir, st string) (int64, error) {
 // again, and returns how long after the start the first write was
 // acknowledged.
 func killAndRecover(s *system, try int) (time.Duration, error) {
-	for _, node := range []string{"g1-n1", "g1-n2", "g1-n3"} {
+	for _, node := range groupNodes {
 		if out, err := s.ctl("local", "kill", node).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("local kill %s: %v: %s", node, err, out)
 		}
