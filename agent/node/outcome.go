@@ -167,7 +167,9 @@ func (n *Node) resolveLost(ctx context.Context, index, term uint64, data []byte)
 				return nil, errOverwritten
 			}
 			// A command (or compacted: then the store has applied it
-			// long ago): its record is on its way to ch.
+			// long ago): its record is on its way to ch; the log has
+			// nothing more to say.
+			tick.Stop()
 		}
 	}
 }
