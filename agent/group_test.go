@@ -255,16 +255,12 @@ func TestWholeGroupKilledAndRestartedKeepsAllData(t *testing.T) {
 	}
 }
 
-// With each log store: a snapshot install takes different paths in them
-// (raft empties a monotonic log store like the wal first).
+// With the bolt log store, whose head truncation is exact. raft-wal
+// truncates the head by whole segments (64 MiB): entries before the
+// snapshot stay readable in the first segment, and a new member of a small
+// wal group catches up from them instead.
 func TestNewMemberJoinsBySnapshotInstallAfterCompaction(t *testing.T) {
-	for _, kind := range []string{"wal", "bolt"} {
-		t.Run(kind, func(t *testing.T) { newMemberJoinsBySnapshotInstall(t, "--raft-log-store="+kind) })
-	}
-}
-
-func newMemberJoinsBySnapshotInstall(t *testing.T, store string) {
-	c := testcluster.Start(t, "g1", 3, store, "--raft-snapshot-threshold=64", "--raft-snapshot-interval=50ms", "--raft-trailing-logs=16")
+	c := testcluster.Start(t, "g1", 3, "--raft-log-store=bolt", "--raft-snapshot-threshold=64", "--raft-snapshot-interval=50ms", "--raft-trailing-logs=16")
 	c.DumpLogsOnFailure()
 	cl := client(t, c)
 	ctx := testcluster.Context(t, 90*time.Second)
