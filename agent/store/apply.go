@@ -175,9 +175,10 @@ type batch struct {
 // is checked by Validate first, so bbolt errors here are real failures.
 func (b *batch) apply(index uint64, data []byte, res *Result) error {
 	c, err := UnmarshalCommand(data)
-	if err == nil && !c.Op.isMove() {
-		// A move command's body is checked once, where applyMove
-		// decodes it (the same checks as Validate's).
+	if err == nil && !c.Op.isMove() && c.Op != OpPutBatch {
+		// A move command's or a batch's body is checked once, where
+		// applyMove or putBatch decodes it (the same checks as
+		// Validate's).
 		err = c.Validate()
 	}
 	if err != nil {
@@ -187,6 +188,8 @@ func (b *batch) apply(index uint64, data []byte, res *Result) error {
 	switch c.Op {
 	case OpPut:
 		return b.put(c, res)
+	case OpPutBatch:
+		return b.putBatch(c, res)
 	case OpDelete:
 		return b.delete(c, res)
 	case OpRegisterNode:

@@ -26,6 +26,11 @@ const (
 	OpMoveCleanup Op = 9  // drop keys this group no longer owns (MoveArgs with Cursor, Limit)
 	OpMoveFinish  Op = 10 // forget the change (MoveArgs)
 	OpChangeLog   Op = 11 // the coordinator's record of a ring change (wire.RingChangeStatus, JSON)
+
+	// OpPutBatch writes many keys in one entry (batch.go): each key is
+	// checked and written on its own, with a result of its own. Body holds
+	// the pairs (EncodePuts).
+	OpPutBatch Op = 12
 )
 
 func (o Op) isMove() bool {
@@ -60,6 +65,8 @@ func (o Op) String() string {
 		return "move-finish"
 	case OpChangeLog:
 		return "change-log"
+	case OpPutBatch:
+		return "put-batch"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -76,6 +83,7 @@ type NodeInfo struct {
 //
 //	OpPut          Key, Value, HasCAS, Expect, RingEpoch
 //	OpDelete       Key, HasCAS, Expect, RingEpoch
+//	OpPutBatch     Body (EncodePuts), RingEpoch
 //	OpRegisterNode Node
 //	OpRemoveNode   Node.ID
 //	OpSetRing      Ring
@@ -146,6 +154,10 @@ func (c Command) Validate() error {
 		if err := validateBody(c.Op, c.Body); err != nil {
 			return err
 		}
+	case OpPutBatch:
+		if _, err := DecodePuts(c.Body); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, uint8(c.Op))
 	}
@@ -167,6 +179,8 @@ func (c Command) Marshal() []byte {
 		n += 3*binary.MaxVarintLen64 + len(c.Node.ID) + len(c.Node.RaftAddr) + len(c.Node.HTTPAddr)
 	case OpRemoveNode:
 		n += binary.MaxVarintLen64 + len(c.Node.ID)
+	case OpPutBatch:
+		n += 1 + 2*binary.MaxVarintLen64 + len(c.Body)
 	case OpSetRing:
 		n += 3*binary.MaxVarintLen64 + len(c.Ring.Mode)
 		for _, g := range c.Ring.Groups {
@@ -197,6 +211,16 @@ func (c Command) Marshal() []byte {
 		if c.Op == OpPut {
 			b = appendBytes(b, c.Value)
 		}
+	case OpPutBatch:
+		var flags byte
+		if c.RingEpoch != 0 {
+			flags |= flagRingEpoch
+		}
+		b = append(b, flags)
+		if c.RingEpoch != 0 {
+			b = binary.AppendUvarint(b, c.RingEpoch)
+		}
+		b = appendBytes(b, c.Body)
 	case OpRegisterNode:
 		b = appendBytes(b, []byte(c.Node.ID))
 		b = appendBytes(b, []byte(c.Node.RaftAddr))
@@ -247,6 +271,17 @@ func UnmarshalCommand(data []byte) (Command, error) {
 		if c.Op == OpPut {
 			c.Value = d.bytes()
 		}
+	case OpPutBatch:
+		flags := d.byte()
+		if d.err == nil && flags&^flagRingEpoch != 0 {
+			return Command{}, fmt.Errorf("%w: unknown flags %#x", ErrInvalidCommand, flags)
+		}
+		if flags&flagRingEpoch != 0 {
+			if c.RingEpoch = d.uvarint(); d.err == nil && c.RingEpoch == 0 {
+				return Command{}, fmt.Errorf("%w: explicit ring epoch 0", ErrInvalidCommand)
+			}
+		}
+		c.Body = d.bytes()
 	case OpRegisterNode:
 		c.Node.ID = string(d.bytes())
 		c.Node.RaftAddr = string(d.bytes())

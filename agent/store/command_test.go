@@ -25,6 +25,8 @@ var sampleCommands = []Command{
 	{Op: OpSetRing, Ring: RingSpec{Epoch: 2, Mode: "spec", Groups: []RingGroup{{"a", 1.5}, {"b", 0.25}}}},
 	{Op: OpPut, Key: []byte("k"), Value: []byte("v"), RingEpoch: 9},
 	{Op: OpDelete, Key: []byte("k"), HasCAS: true, Expect: 3, RingEpoch: 1},
+	{Op: OpPutBatch, Body: EncodePuts([]KV{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b")}})},
+	{Op: OpPutBatch, Body: EncodePuts([]KV{{Key: []byte("k"), Value: []byte("v")}}), RingEpoch: 4},
 }
 
 // encodedFields keeps only the fields Marshal encodes for c's op.
@@ -46,8 +48,10 @@ func encodedFields(c Command) Command {
 		out.Node.ID = c.Node.ID
 	case OpSetRing:
 		out.Ring = c.Ring
+	case OpPutBatch:
+		out.Body = append([]byte{}, c.Body...)
 	}
-	if c.Op == OpPut || c.Op == OpDelete {
+	if c.Op == OpPut || c.Op == OpDelete || c.Op == OpPutBatch {
 		out.RingEpoch = c.RingEpoch
 	}
 	return out
@@ -57,7 +61,7 @@ func equalCommands(a, b Command) bool {
 	a, b = encodedFields(a), encodedFields(b)
 	return a.Op == b.Op && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) &&
 		a.HasCAS == b.HasCAS && a.Expect == b.Expect && a.Node == b.Node && a.RingEpoch == b.RingEpoch &&
-		reflect.DeepEqual(a.Ring, b.Ring)
+		reflect.DeepEqual(a.Ring, b.Ring) && bytes.Equal(a.Body, b.Body)
 }
 
 func TestCommandRoundTrip(t *testing.T) {

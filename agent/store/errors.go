@@ -124,8 +124,18 @@ type Result struct {
 	Count uint64
 	// Next is where a cleanup resumes (after this key); nil: done.
 	Next []byte
+	// Keys holds an OpPutBatch's result per pair, in the order of the
+	// pairs; Err is then nil unless the whole entry was refused.
+	Keys []KeyResult
 	// Err is nil, ErrNotFound, a *CASError, an *EpochError,
 	// ErrNodeRemoved, an ErrInvalidCommand, ErrAlreadyApplied or
 	// ErrClosed. Only a nil Err means this call changed the state.
 	Err error
+}
+
+// KeyResult is the outcome of one pair of an OpPutBatch: the key's new
+// version, or why it was not written (a *RingError).
+type KeyResult struct {
+	Version uint64
+	Err     error
 }

@@ -156,7 +156,7 @@ func ReadRequest(r io.Reader, max int) (StreamRequest, error) {
 		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("key length %d over the frame's %d bytes", klen, len(rest))}
 	}
 	switch req.Op {
-	case StreamGet, StreamPut, StreamDelete, StreamPing:
+	case StreamGet, StreamPut, StreamDelete, StreamPing, StreamMultiPut, StreamMultiGet:
 	default:
 		return req, &MalformedError{ID: req.ID, Reason: fmt.Sprintf("unknown operation %d", req.Op)}
 	}
