@@ -73,6 +73,32 @@ type appliedEntry struct {
 	sum         uint64 // sumOf the entry's data
 	res         *store.Result
 	gone        bool
+	// A put-batch's result per key is not kept as such (up to 4,096 per
+	// entry, in every slot): when every pair was written their versions
+	// are consecutive, and batchFirst and batchN say them all; when some
+	// were refused, batchUnknown says the per-key results are not kept.
+	batchFirst   uint64
+	batchN       int
+	batchUnknown bool
+}
+
+// keep fills e's result from res, the per-key results of a put-batch in
+// the compact form above.
+func (e *appliedEntry) keep(res *store.Result) {
+	if res == nil || res.Keys == nil {
+		e.res = res
+		return
+	}
+	short := *res
+	short.Keys = nil
+	e.res = &short
+	for i, k := range res.Keys {
+		if k.Err != nil || k.Version != res.Keys[0].Version+uint64(i) {
+			e.batchUnknown = true
+			return
+		}
+	}
+	e.batchFirst, e.batchN = res.Keys[0].Version, len(res.Keys)
 }
 
 func newRecentResults() *recentResults {
@@ -86,7 +112,8 @@ func (r *recentResults) record(logs []*raft.Log, res []any) {
 	defer r.mu.Unlock()
 	for i, l := range logs {
 		sr, _ := res[i].(*store.Result)
-		e := appliedEntry{index: l.Index, term: l.Term, sum: r.sumOf(l.Data), res: sr}
+		e := appliedEntry{index: l.Index, term: l.Term, sum: r.sumOf(l.Data)}
+		e.keep(sr)
 		r.slots[l.Index%resultSlots] = e
 		if ch, ok := r.waiters[l.Index]; ok {
 			ch <- e
@@ -189,6 +216,15 @@ func (n *Node) judge(e appliedEntry, term uint64, data []byte) (*store.Result, e
 		return nil, fmt.Errorf("%w: leadership lost; index %d holds the same command from term %d, not %d", ErrUnknownOutcome, e.index, e.term, term)
 	case e.res == nil:
 		return nil, fmt.Errorf("%w: leadership lost; entry %d applied without a result", ErrUnknownOutcome, e.index)
+	case e.batchUnknown:
+		return nil, fmt.Errorf("%w: leadership lost; batch %d committed, but some of its keys were refused and which is no longer known", ErrUnknownOutcome, e.index)
+	case e.batchN > 0:
+		res := *e.res
+		res.Keys = make([]store.KeyResult, e.batchN)
+		for i := range res.Keys {
+			res.Keys[i].Version = e.batchFirst + uint64(i)
+		}
+		return &res, nil
 	}
 	return e.res, nil
 }

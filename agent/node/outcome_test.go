@@ -85,3 +85,28 @@ func TestJudgeTellsAppliedOverwrittenAndUnknown(t *testing.T) {
 		t.Errorf("record gone: got %v, want ErrUnknownOutcome", err)
 	}
 }
+
+// A put-batch's per-key results are kept compactly: consecutive versions
+// are rebuilt exactly, and a batch with refused keys is an unknown outcome
+// rather than a guess.
+func TestJudgeRebuildsABatchsResultsOrSaysUnknown(t *testing.T) {
+	n := &Node{results: newRecentResults()}
+	ours := []byte("put-batch")
+	keys := []store.KeyResult{{Version: 20}, {Version: 21}, {Version: 22}}
+	n.results.record([]*raft.Log{{Index: 3, Term: 2, Type: raft.LogCommand, Data: ours}},
+		[]any{&store.Result{Index: 3, Keys: keys}})
+	ch, cancel := n.results.wait(3)
+	defer cancel()
+	got, err := n.judge(received(t, ch), 2, ours)
+	if err != nil || len(got.Keys) != 3 || got.Keys[0].Version != 20 || got.Keys[2].Version != 22 || got.Keys[1].Err != nil {
+		t.Fatalf("batch written whole: %+v, %v", got, err)
+	}
+	refused := []store.KeyResult{{Version: 30}, {Err: store.ErrStaleRing}, {Version: 31}}
+	n.results.record([]*raft.Log{{Index: 4, Term: 2, Type: raft.LogCommand, Data: ours}},
+		[]any{&store.Result{Index: 4, Keys: refused}})
+	ch, cancel = n.results.wait(4)
+	defer cancel()
+	if _, err := n.judge(received(t, ch), 2, ours); !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("batch with a refused key: %v, want ErrUnknownOutcome", err)
+	}
+}

@@ -34,6 +34,64 @@ func (n *Node) Get(ctx context.Context, key []byte, stale bool, ringEpoch uint64
 	return value, version, index, err
 }
 
+// KeyRead is one key's answer in GetMany: its value and version, or its
+// error (store.ErrNotFound, a *store.RingError, ErrBatchFull).
+type KeyRead struct {
+	Value   []byte
+	Version uint64
+	Err     error
+}
+
+// ErrBatchFull is the answer for the keys of a GetMany after the values
+// read reached its byte budget: not read, ask again.
+var ErrBatchFull = fmt.Errorf("%w: not read, the batch's answer reached its size limit; ask again", ErrUnavailable)
+
+// GetMany reads keys as Get reads each, after one read-index round for all
+// of them: every key is read at the returned index or later and checked
+// against the ring on its own. Once the values read reach budget bytes the
+// remaining keys get ErrBatchFull.
+func (n *Node) GetMany(ctx context.Context, keys [][]byte, stale bool, ringEpoch uint64, budget int) ([]KeyRead, uint64, error) {
+	if err := n.RingReady(); err != nil {
+		return nil, 0, err
+	}
+	var index uint64
+	if !stale {
+		var err error
+		if index, err = n.ReadIndex(ctx); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		index = n.store.AppliedIndex()
+	}
+	out := make([]KeyRead, len(keys))
+	owned := make([][]byte, 0, len(keys))
+	at := make([]int, 0, len(keys))
+	for i, key := range keys {
+		if err := n.store.CheckOwner(key, ringEpoch); err != nil {
+			out[i].Err = err
+			continue
+		}
+		owned, at = append(owned, key), append(at, i)
+	}
+	used, full := 0, len(owned)
+	err := n.store.GetMany(owned, func(j int, value []byte, version uint64, err error) bool {
+		out[at[j]] = KeyRead{Value: value, Version: version, Err: err}
+		used += len(value) + len(owned[j])
+		if used >= budget {
+			full = j + 1
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, i := range at[full:] {
+		out[i].Err = ErrBatchFull
+	}
+	return out, index, nil
+}
+
 // ReadIndex runs steps 1-4 above and returns the index the read is served
 // at. Invariant 1 depends on every step: without (1) a new leader's commit
 // index may be behind entries committed by its predecessor; without (3) a

@@ -24,7 +24,7 @@ func (n *Node) Apply(ctx context.Context, cmd store.Command) (*store.Result, err
 	if n.raft.State() != raft.Leader || n.handoff.Load() > 0 {
 		return nil, n.notLeader()
 	}
-	if cmd.Op == store.OpPut || cmd.Op == store.OpDelete {
+	if cmd.Op == store.OpPut || cmd.Op == store.OpDelete || cmd.Op == store.OpPutBatch {
 		if err := n.RingReady(); err != nil {
 			return nil, err
 		}

@@ -172,7 +172,9 @@ func (sc *streamConn) serve(r *bufio.Reader) {
 	}()
 
 	lim := sc.s.limits
-	maxFrame := wire.StreamRequestHeader + lim.MaxKeyBytes + lim.MaxValueBytes
+	// A batch may be larger than one key and value (wire.MaxBatchFrame);
+	// handle checks a single operation against the key and value limits.
+	maxFrame := wire.StreamRequestHeader + max(lim.MaxKeyBytes+lim.MaxValueBytes, wire.MaxBatchFrame)
 	for {
 		// Each request has a buffer of its own: its handler outlives the read.
 		req, err := wire.ReadRequest(r, maxFrame)
@@ -292,6 +294,10 @@ func streamOpName(op wire.StreamOp) string {
 		return "stream PUT"
 	case wire.StreamDelete:
 		return "stream DELETE"
+	case wire.StreamMultiPut:
+		return "stream MULTIPUT"
+	case wire.StreamMultiGet:
+		return "stream MULTIGET"
 	}
 	return "stream"
 }
@@ -302,6 +308,10 @@ func (sc *streamConn) handle(ctx context.Context, req *wire.StreamRequest) {
 	op := streamOpName(req.Op)
 	fail := func(err error) {
 		sc.answer(req.ID, op, start, &wire.StreamResponse{Err: toWire(err)})
+	}
+	if req.Op == wire.StreamMultiPut || req.Op == wire.StreamMultiGet {
+		sc.handleBatch(ctx, req, start, op, fail)
+		return
 	}
 	if e := sc.s.checkKey(req.Key); e != nil {
 		fail(e)

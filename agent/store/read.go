@@ -30,6 +30,32 @@ func (s *Store) Get(key []byte) (value []byte, version uint64, err error) {
 	return value, version, nil
 }
 
+// GetMany reads keys in one read transaction and calls fn for each, in
+// order, with a copy of its value and its version or ErrNotFound, until fn
+// returns false.
+func (s *Store) GetMany(keys [][]byte, fn func(i int, value []byte, version uint64, err error) bool) error {
+	return s.view(func(tx *bolt.Tx) error {
+		kv := tx.Bucket(bucketKV)
+		for i, key := range keys {
+			rec := kv.Get(key)
+			if rec == nil {
+				if !fn(i, nil, 0, ErrNotFound) {
+					return nil
+				}
+				continue
+			}
+			v, val, err := decodeRecord(rec)
+			if err != nil {
+				return err
+			}
+			if !fn(i, append(make([]byte, 0, len(val)), val...), v, nil) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
 // ForEach calls fn for every key in byte order, with a consistent view of
 // one committed state, and stops at fn's first error, which it returns.
 // key and value are reused between calls: copy them to keep them. The read
