@@ -42,7 +42,7 @@ Examples:
    carpkvctl demo --keys 10000`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "keys", Value: 100000, Usage: "how many keys to write"},
-			&cli.IntFlag{Name: "chunk", Value: 1000, Usage: "keys per MultiPut call"},
+			&cli.IntFlag{Name: "chunk", Value: 10000, Usage: "keys per MultiPut call"},
 			&cli.IntFlag{Name: "concurrency", Value: 32, Usage: "keys of one group in flight at once"},
 			&cli.StringFlag{Name: "dir", EnvVars: []string{"CARPKV_LOCAL_DIR"}, Usage: "`DIR` of the local cluster (default: as \"local\")"},
 			&cli.BoolFlag{Name: "grow", Value: true, Usage: "end by adding a group to the ring while clients write (--grow=false: skip)"},

@@ -84,6 +84,9 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call) (*reply, er
 				return rep, err
 			}
 		}
+		if op := cl.stream.Op; op == wire.StreamMultiPut || op == wire.StreamMultiGet {
+			return nil, errBatchNoStream // nothing sent
+		}
 		if cl.method == "" {
 			cl.httpForm()
 		}

@@ -87,8 +87,10 @@ type Config struct {
 	MaxResponseBytes int64
 
 	// BatchConcurrency is how many keys of one group a MultiGet or
-	// MultiPut has in flight at once (groups run in parallel, so a batch
-	// has up to this many times the number of groups). Default 16.
+	// MultiPut has in flight at once when it sends them one by one:
+	// with an agent that does not speak the KV stream, and for the keys a
+	// batch cannot carry (the ring moved, a key in hand-off, a pair over
+	// wire.BatchBytes). Groups run in parallel. Default 16.
 	BatchConcurrency int
 
 	// Transport is how get, put and delete travel: TransportStream (the

@@ -52,7 +52,9 @@
 // offer the stream, the ring and management calls use HTTP.
 //
 // MultiGet and MultiPut split keys by owner group and run the groups in
-// parallel; atomicity is per key, not per batch.
+// parallel; each group's keys travel in batches on the KV stream, a
+// MultiPut batch being one Raft entry in its group. Atomicity is per key,
+// not per batch, and every key gets a result of its own.
 //
 // # Retries within a group
 //

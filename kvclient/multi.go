@@ -1,11 +1,16 @@
 package kvclient
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
 // KV is one key and its value, for MultiPut.
@@ -45,77 +50,185 @@ func (e *BatchError) Error() string {
 
 func (e *BatchError) Unwrap() error { return e.First }
 
-// MultiGet reads many keys, each as Get would: the keys are split by owner
-// group, the groups are read in parallel, and up to
-// Config.BatchConcurrency keys of each group at once. Each read is its own
-// linearizable (or, with Stale, local) read: there is no snapshot across
-// keys.
+// MultiGet reads many keys, each as Get would. The keys are split by owner
+// group and the groups are read in parallel; each group's keys travel in
+// batches (up to wire.MaxBatchKeys keys each), each served by the group's
+// leader after one read-index round (with Stale, by any member from its
+// local state). Each key is read and checked on its own: there is no
+// snapshot across keys, and a key the ring moved, or that is in hand-off,
+// is read again on its own as Get reads it.
 //
 // The results are in the order of keys. The error is nil when every key
 // was read or is absent (Result.Err is ErrNotFound for an absent key),
-// else a *BatchError. ctx bounds the whole batch; without a deadline each
-// key gets Config.CallTimeout.
+// else a *BatchError. ctx bounds the whole call; without a deadline each
+// batch gets Config.CallTimeout.
 func (c *Client) MultiGet(ctx context.Context, keys [][]byte, opts ...ReadOption) ([]Result, error) {
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	out := make([]Result, len(keys))
-	c.batch(ctx, len(keys), func(i int) []byte { return keys[i] }, func(ctx context.Context, i int) {
-		v, group, err := c.get(ctx, keys[i], o)
-		out[i] = Result{Key: keys[i], Value: v.Data, Version: v.Version, Group: group, Err: err}
+	c.bulk(ctx, bulkOp{
+		n:    len(keys),
+		key:  func(i int) []byte { return keys[i] },
+		size: func(i int) int { return len(keys[i]) + binary.MaxVarintLen64 },
+		send: func(ctx context.Context, g *groupClient, epoch uint64, idx []int) []int {
+			return c.getChunk(ctx, g, epoch, keys, idx, o, out)
+		},
+		single: func(ctx context.Context, i int) {
+			v, group, err := c.get(ctx, keys[i], o)
+			out[i] = Result{Key: keys[i], Value: v.Data, Version: v.Version, Group: group, Err: err}
+		},
 	})
 	return out, batchErr(out, func(err error) bool { return errors.Is(err, ErrNotFound) })
 }
 
-// MultiPut writes many keys, each as Put would: split by owner group, the
-// groups in parallel, up to Config.BatchConcurrency keys of each group at
-// once.
+// MultiPut writes many keys, each as Put would. The keys are split by
+// owner group and the groups are written in parallel; each group's keys
+// travel in batches (up to wire.MaxBatchKeys keys and about
+// wire.BatchBytes bytes each) that its leader appends as one Raft entry. A
+// pair too large for a batch, and a key the ring moved or that is in
+// hand-off, is written on its own as Put writes it.
 //
 // Atomicity is per key, not per batch: each key is written (or not) on its
-// own, and a failed batch may have applied any subset of its keys. A key
+// own, and a failed call may have applied any subset of its keys. A key
 // listed twice is written twice, in no defined order. Result.Err follows
-// Put's rules: ErrTimeout means that key's outcome is unknown; ErrUnavailable
-// and the ring errors mean it was not applied and may be sent again.
+// Put's rules: ErrTimeout means that key's outcome is unknown (for a batch
+// that got no answer, every key of it); ErrUnavailable and the ring errors
+// mean it was not applied and may be sent again.
 //
 // The results are in the order of kvs; the error is nil when every key was
-// written, else a *BatchError. ctx bounds the whole batch; without a
-// deadline each key gets Config.CallTimeout.
+// written, else a *BatchError. ctx bounds the whole call; without a
+// deadline each batch gets Config.CallTimeout.
 func (c *Client) MultiPut(ctx context.Context, kvs []KV) ([]Result, error) {
 	out := make([]Result, len(kvs))
-	c.batch(ctx, len(kvs), func(i int) []byte { return kvs[i].Key }, func(ctx context.Context, i int) {
-		v, group, err := c.put(ctx, "put", kvs[i].Key, kvs[i].Value, nil)
-		out[i] = Result{Key: kvs[i].Key, Version: v, Group: group, Err: err}
+	c.bulk(ctx, bulkOp{
+		n:    len(kvs),
+		key:  func(i int) []byte { return kvs[i].Key },
+		size: func(i int) int { return wire.PairSize(wire.Pair{Key: kvs[i].Key, Value: kvs[i].Value}) },
+		send: func(ctx context.Context, g *groupClient, epoch uint64, idx []int) []int {
+			return c.putChunk(ctx, g, epoch, kvs, idx, out)
+		},
+		single: func(ctx context.Context, i int) {
+			v, group, err := c.put(ctx, "put", kvs[i].Key, kvs[i].Value, nil)
+			out[i] = Result{Key: kvs[i].Key, Version: v, Group: group, Err: err}
+		},
 	})
 	return out, batchErr(out, nil)
 }
 
-// batch runs do for every index, grouped by the owner of key(i) under the
-// current ring: groups in parallel, BatchConcurrency at a time within a
-// group. Each do routes its key again, so a key whose owner changes
-// mid-batch still reaches it.
-func (c *Client) batch(ctx context.Context, n int, key func(int) []byte, do func(context.Context, int)) {
-	if n == 0 {
+// bulkOp is a MultiGet or MultiPut for bulk: n keys, each of some size in
+// a batch request; send sends one batch of a group's keys and returns the
+// keys to do again one by one; single does one key on its own (the Get or
+// Put path, with its own routing and retries).
+type bulkOp struct {
+	n      int
+	key    func(i int) []byte
+	size   func(i int) int
+	send   func(ctx context.Context, g *groupClient, epoch uint64, idx []int) (again []int)
+	single func(ctx context.Context, i int)
+}
+
+// bulkPipeline is how many batches of one group are in flight at once:
+// enough that the leader always has the next one while it commits one.
+const bulkPipeline = 4
+
+// bulk runs op: the keys split by owner group under the current ring,
+// each group's keys sorted (neighbouring keys share the state machine's
+// pages) and cut into batches, the groups in parallel and bulkPipeline
+// batches of each at once; then the keys to do again, and those no batch
+// can carry, one by one, BatchConcurrency of each group at once.
+func (c *Client) bulk(ctx context.Context, op bulkOp) {
+	if op.n == 0 {
 		return
 	}
-	// One ring for the split; fetched once for the whole batch.
 	rctx := ctx
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		rctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
 		defer cancel()
 	}
-	var byGroup [][]int
-	if c.closed.Load() {
-		byGroup = [][]int{seq(n)}
-	} else if rt, err := c.routing(rctx, &call{op: "batch"}); err != nil {
-		byGroup = [][]int{seq(n)} // every key fails the same way, on its own
-	} else {
+	var rt *routing
+	if !c.closed.Load() {
+		rt, _ = c.routing(rctx, &call{op: "batch"})
+	}
+	if rt == nil {
+		// Closed, or no ring: every key fails the same way, on its own.
+		c.each(ctx, seq(op.n), op.key, op.single)
+		return
+	}
+	byGroup := map[*groupClient][]int{}
+	var alone []int
+	for i := range op.n {
+		k := op.key(i)
+		if len(k) == 0 || op.size(i)+binary.MaxVarintLen64 > wire.BatchBytes {
+			alone = append(alone, i)
+			continue
+		}
+		g := rt.groupFor(k)
+		byGroup[g] = append(byGroup[g], i)
+	}
+	var (
+		mu    sync.Mutex
+		again = alone
+		wg    sync.WaitGroup
+	)
+	for g, idx := range byGroup {
+		slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(op.key(a), op.key(b)) })
+		chunks := cut(idx, op.size)
+		var next atomic.Int64
+		for range min(len(chunks), bulkPipeline) {
+			wg.Go(func() {
+				for {
+					j := int(next.Add(1)) - 1
+					if j >= len(chunks) {
+						return
+					}
+					if redo := op.send(ctx, g, rt.epoch, chunks[j]); len(redo) > 0 {
+						mu.Lock()
+						again = append(again, redo...)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	c.each(ctx, again, op.key, op.single)
+}
+
+// cut splits idx into batches of at most wire.MaxBatchKeys keys and about
+// wire.BatchBytes bytes.
+func cut(idx []int, size func(int) int) [][]int {
+	var chunks [][]int
+	start, n := 0, binary.MaxVarintLen64
+	for j, i := range idx {
+		s := size(i)
+		if j > start && (j-start >= wire.MaxBatchKeys || n+s > wire.BatchBytes) {
+			chunks = append(chunks, idx[start:j])
+			start, n = j, binary.MaxVarintLen64
+		}
+		n += s
+	}
+	return append(chunks, idx[start:])
+}
+
+// each runs do for every index in idx, grouped by the owner of key(i)
+// under the current ring: groups in parallel, BatchConcurrency at a time
+// within a group. Each do routes its key again, so a key whose owner
+// changes mid-call still reaches it.
+func (c *Client) each(ctx context.Context, idx []int, key func(int) []byte, do func(context.Context, int)) {
+	if len(idx) == 0 {
+		return
+	}
+	byGroup := [][]int{idx}
+	if rt := c.rt.Load(); rt != nil && !c.closed.Load() {
 		at := map[*groupClient]int{}
-		for i := range n {
-			g := rt.groupFor(key(i))
-			if len(key(i)) == 0 {
-				g = nil
+		byGroup = nil
+		for _, i := range idx {
+			var g *groupClient
+			if len(key(i)) > 0 {
+				g = rt.groupFor(key(i))
 			}
 			k, ok := at[g]
 			if !ok {
@@ -130,9 +243,7 @@ func (c *Client) batch(ctx context.Context, n int, key func(int) []byte, do func
 	for _, idx := range byGroup {
 		var next atomic.Int64
 		for range min(len(idx), c.cfg.BatchConcurrency) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for {
 					j := int(next.Add(1)) - 1
 					if j >= len(idx) {
@@ -140,10 +251,124 @@ func (c *Client) batch(ctx context.Context, n int, key func(int) []byte, do func
 					}
 					do(ctx, idx[j])
 				}
-			}()
+			})
 		}
 	}
 	wg.Wait()
+}
+
+// errBatchNoStream: a batch goes only over the KV stream; an agent that
+// does not speak it gets the batch's keys one by one.
+var errBatchNoStream = errors.New("batches need the KV stream")
+
+// batchCall is a batch's call to its group's leader, routed by epoch.
+func batchCall(op string, n int, req wire.StreamRequest, epoch uint64) *call {
+	return &call{op: fmt.Sprintf("%s of %d keys", op, n), stream: &req, route: routeLeader, routed: true, epoch: epoch}
+}
+
+// sendBatch sends cl to g. again says that nothing was applied and every
+// key is to be done again on its own (the ring moved, or the agent does
+// not speak batches).
+func sendBatch(ctx context.Context, c *Client, g *groupClient, cl *call) (rep *reply, again bool, err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		defer cancel()
+	}
+	rep, err = g.do(ctx, cl)
+	var re *rerouteError
+	if errors.As(err, &re) || errors.Is(err, errBatchNoStream) {
+		return nil, true, nil
+	}
+	return rep, false, err
+}
+
+// redoOnItsOwn says whether a key's error in a batch answer is one the
+// single-key path handles by itself: the ring moved, the key is in
+// hand-off, or (MultiGet) the answer was full. Nothing was applied.
+func redoOnItsOwn(e *wire.Error) bool {
+	switch e.Code {
+	case wire.CodeWrongGroup, wire.CodeStaleRing, wire.CodeKeyMoving, wire.CodeUnavailable:
+		return true
+	}
+	return false
+}
+
+func (c *Client) putChunk(ctx context.Context, g *groupClient, epoch uint64, kvs []KV, idx []int, out []Result) (again []int) {
+	pairs := make([]wire.Pair, len(idx))
+	for j, i := range idx {
+		pairs[j] = wire.Pair{Key: kvs[i].Key, Value: kvs[i].Value}
+	}
+	cl := batchCall("multiput", len(idx), wire.StreamRequest{Op: wire.StreamMultiPut, Value: wire.AppendPairs(make([]byte, 0, wire.PairsSize(pairs)), pairs)}, epoch)
+	rep, redo, err := sendBatch(ctx, c, g, cl)
+	if redo {
+		return idx
+	}
+	var rs []wire.KeyResult
+	if err == nil {
+		if rs, err = wire.DecodePutResults(rep.body, len(idx)); err != nil {
+			// Applied, but the answer cannot say what happened to each.
+			err = protocolError(cl, rep.addr, "%v", err)
+		}
+	}
+	for j, i := range idx {
+		r := Result{Key: kvs[i].Key, Group: g.id, Err: err}
+		if err == nil {
+			switch kr := rs[j]; {
+			case kr.Err != nil && redoOnItsOwn(kr.Err):
+				again = append(again, i)
+				continue
+			case kr.Err != nil:
+				r.Err = newError(fmt.Sprintf("put %q", kvs[i].Key), rep.addr, kr.Err)
+			default:
+				r.Version = kr.Version
+			}
+		}
+		out[i] = r
+	}
+	return again
+}
+
+func (c *Client) getChunk(ctx context.Context, g *groupClient, epoch uint64, keys [][]byte, idx []int, o readOptions, out []Result) (again []int) {
+	batch := make([][]byte, len(idx))
+	for j, i := range idx {
+		batch[j] = keys[i]
+	}
+	req := wire.StreamRequest{Op: wire.StreamMultiGet, Value: wire.AppendKeys(nil, batch)}
+	if o.stale {
+		req.Flags |= wire.FlagStale
+	}
+	cl := batchCall("multiget", len(idx), req, epoch)
+	cl.idempotent = true
+	if o.stale {
+		cl.route = routeAny
+	}
+	rep, redo, err := sendBatch(ctx, c, g, cl)
+	if redo {
+		return idx
+	}
+	var rs []wire.KeyResult
+	if err == nil {
+		if rs, err = wire.DecodeGetResults(rep.body, len(idx)); err != nil {
+			err = protocolError(cl, rep.addr, "%v", err)
+		}
+	}
+	for j, i := range idx {
+		r := Result{Key: keys[i], Group: g.id, Err: err}
+		if err == nil {
+			switch kr := rs[j]; {
+			case kr.Err != nil && redoOnItsOwn(kr.Err):
+				again = append(again, i)
+				continue
+			case kr.Err != nil:
+				r.Err = newError(fmt.Sprintf("get %q", keys[i]), rep.addr, kr.Err)
+			default:
+				r.Value, r.Version = kr.Value, kr.Version
+			}
+		}
+		out[i] = r
+	}
+	return again
 }
 
 func seq(n int) []int {
