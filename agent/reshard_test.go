@@ -141,7 +141,68 @@ func (w *workload) run(ctx context.Context, writers int, stop <-chan struct{}) *
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.batches(ctx, stop)
+	}()
 	return &wg
+}
+
+// batches writes keys b-<n> with MultiPut and reads them back with
+// MultiGet until stop: batches whose keys move mid-call, or are in
+// hand-off, must still land every acknowledged key and read it back.
+func (w *workload) batches(ctx context.Context, stop <-chan struct{}) {
+	const n = 300
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "b-%03d", i)
+	}
+	fail := func(err error) {
+		w.failures.Add(1)
+		w.firstErr.CompareAndSwap(nil, err.Error())
+	}
+	for seq := 0; ; seq++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		kvs := make([]kvclient.KV, n)
+		for i, k := range keys {
+			kvs[i] = kvclient.KV{Key: k, Value: fmt.Appendf(nil, "%s@%d", k, seq)}
+		}
+		res, _ := w.cl.MultiPut(ctx, kvs)
+		w.mu.Lock()
+		for i, r := range res {
+			switch {
+			case errors.Is(r.Err, kvclient.ErrTimeout):
+				w.unknown.Add(1)
+				w.state[string(keys[i])] = keyState{value: string(kvs[i].Value), unknown: true}
+			case r.Err != nil:
+				fail(fmt.Errorf("multiput %s: %w", keys[i], r.Err))
+			default:
+				w.state[string(keys[i])] = keyState{value: string(kvs[i].Value)}
+			}
+		}
+		want := make([]keyState, n)
+		for i, k := range keys {
+			want[i] = w.state[string(k)]
+		}
+		w.mu.Unlock()
+		w.ops.Add(n)
+		got, _ := w.cl.MultiGet(ctx, keys)
+		for i, r := range got {
+			switch {
+			case want[i].unknown:
+			case r.Err != nil:
+				fail(fmt.Errorf("multiget %s: %w", keys[i], r.Err))
+			case string(r.Value) != want[i].value:
+				fail(fmt.Errorf("multiget %s = %q, want %q", keys[i], r.Value, want[i].value))
+			}
+		}
+		w.ops.Add(n)
+	}
 }
 
 // verify reads every key through the client and checks each group holds
