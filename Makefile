@@ -6,7 +6,7 @@ TOOLS := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED ?= 0
 
-.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools bench-reshard bench-logstore
+.PHONY: help build test bench run down lint clean carp-report carp-docs tools single-cluster multi-cluster chaos chaos-clean bench-compare bench-tools bench-reshard bench-logstore bench-bulk
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,14 @@ bench-compare: bench-tools ## carpkv vs etcd side by side, etcd also under its o
 
 bench-logstore: bench-tools ## the two Raft log stores (--raft-log-store bolt|wal) side by side (~8 min): writes/s, p99, CPU and disk per write, log size after a burst, recovery after kill -9
 	$(BIN)/bench-compare stores -bin $(BIN) -work .bench/stores -doc docs/benchmarks.md -json docs/bench/logstores.json $(LOGSTORE_FLAGS)
+
+# Bulk writes and reads (issue 14; docs/benchmarks.md, "Bulk writes and
+# reads"): MultiPut then MultiGet of every key of a fresh local 3×3 cluster,
+# three times, and one Put per key beside it. BULK_FLAGS passes flags to
+# `bench-compare bulk`, e.g. BULK_FLAGS="-keys 200000 -reps 1".
+BULK_FLAGS ?=
+bench-bulk: bench-tools ## MultiPut and MultiGet of 1,000,000 keys of 256 bytes on a local 3×3 cluster, one Put per key beside it (~2 min): keys/s, MB/s (BULK_FLAGS=)
+	$(BIN)/bench-compare bulk -bin $(BIN) -work .bench/bulk -doc docs/benchmarks.md -json docs/bench/bulk.json $(BULK_FLAGS)
 
 # A ring change under load (issue 11; docs/benchmarks.md, "Ring changes"):
 # a fresh local 3×3 cluster with RESHARD_KEYS keys, 100 clients 90/10, add

@@ -9,6 +9,7 @@
 //
 //	bench-compare run [flags]       the whole comparison
 //	bench-compare stores [flags]    carpkv's two Raft log stores side by side (make bench-logstore)
+//	bench-compare bulk [flags]      MultiPut and MultiGet of a million keys on 3 × 3 (make bench-bulk)
 //	bench-compare etcd-load [flags] one loadgen run against etcd, a JSON report on stdout
 //	bench-compare echo              a loopback echo server (for the round-trip floor)
 package main
@@ -28,6 +29,8 @@ func main() {
 		err = runCmd(os.Args[2:])
 	case "stores":
 		err = storesCmd(os.Args[2:])
+	case "bulk":
+		err = bulkCmd(os.Args[2:])
 	case "etcd-load":
 		err = etcdLoadCmd(os.Args[2:])
 	case "echo":
@@ -48,6 +51,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   bench-compare run [-reps 3] [-duration 5s] [-only writes,reads,...] [-bin bin] [-work .bench] [-doc docs/benchmarks.md] [-plots docs/bench]
   bench-compare stores [-reps 3] [-duration 5s] [-burst 200000] [-bin bin] [-work .bench/stores] [-doc docs/benchmarks.md] [-json docs/bench/logstores.json]
+  bench-compare bulk [-keys 1000000] [-call 100000] [-reps 3] [-single 50000] [-bin bin] [-work .bench/bulk] [-doc docs/benchmarks.md] [-json docs/bench/bulk.json]
   bench-compare etcd-load -endpoints A,B,C [loadgen flags]   (used by run)
   bench-compare echo                                           (used by run)
 Run "bench-compare run -h" for the flags.
