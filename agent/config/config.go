@@ -125,8 +125,10 @@ type Raft struct {
 	// carries the commit index at once); then it bounds how far a
 	// follower's stale reads lag. 10 ms cost 100 messages per second per
 	// follower at rest: 25% of a core for an idle 3x3 local cluster,
-	// against 17% at 50 ms (docs/benchmarks.md).
-	CommitTimeout time.Duration // default 50ms
+	// against 17% at 50 ms; 200 ms took another fifth off (issue 14,
+	// docs/benchmarks.md, "Knobs"), for at most 200 ms of follower lag
+	// after the last write of a burst.
+	CommitTimeout time.Duration // default 200ms
 	// MaxAppendEntries caps entries per AppendEntries RPC (and per batch).
 	MaxAppendEntries int // default 512
 	// SnapshotThreshold: snapshot once this many entries were written since
@@ -163,7 +165,7 @@ func Default() Config {
 			HeartbeatTimeout:   500 * time.Millisecond,
 			ElectionTimeout:    500 * time.Millisecond,
 			LeaderLeaseTimeout: 250 * time.Millisecond,
-			CommitTimeout:      50 * time.Millisecond,
+			CommitTimeout:      200 * time.Millisecond,
 			MaxAppendEntries:   512,
 			SnapshotThreshold:  8192,
 			SnapshotInterval:   30 * time.Second,

@@ -54,8 +54,8 @@ func TestConfigValidateNamesTheBadField(t *testing.T) {
 
 func TestMemberlistConfigFollowsProfile(t *testing.T) {
 	local := Config{BindAddr: "127.0.0.1:7000", Profile: ProfileLocal}.withDefaults().memberlistConfig("g1/a")
-	if local.ProbeInterval != 200*time.Millisecond || local.GossipInterval != 50*time.Millisecond {
-		t.Errorf("local profile: probe %v gossip %v", local.ProbeInterval, local.GossipInterval)
+	if local.ProbeInterval != 200*time.Millisecond || local.GossipInterval != 200*time.Millisecond || local.EnableCompression {
+		t.Errorf("local profile: probe %v gossip %v compression %v", local.ProbeInterval, local.GossipInterval, local.EnableCompression)
 	}
 	lan := Config{BindAddr: ":7946", AdvertiseAddr: "10.0.0.1:0"}.withDefaults().memberlistConfig("g1/a")
 	if lan.ProbeInterval != time.Second || lan.SuspicionMult != 4 {
