@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +209,104 @@ func TestBatchesCheckEveryKeyOnItsOwn(t *testing.T) {
 			t.Fatalf("%s: %d bytes back", big[i].Key, len(r.Value))
 		}
 	}
+}
+
+// Batches survive their leader's kill -9 mid-load: every key a MultiPut
+// acknowledged is read back with its value at its version or later; a key
+// whose batch lost its answer is ErrTimeout (unknown), never a failure
+// that was applied; and nothing fails as unavailable or not leader.
+func TestMultiPutAcknowledgedKeysSurviveALeaderKill(t *testing.T) {
+	c := testcluster.Start(t, "g1", 3)
+	c.DumpLogsOnFailure()
+	cl := client(t, c)
+	ctx := testcluster.Context(t, 2*time.Minute)
+	type ack struct {
+		value   string
+		version uint64
+	}
+	var (
+		mu      sync.Mutex
+		acked   = map[string]ack{}
+		unknown = map[string]bool{}
+		calls   atomic.Int64
+		timeout atomic.Int64 // keys answered ErrTimeout, over every call
+		failed  atomic.Value
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for round := 0; ; round++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				kvs := make([]kvclient.KV, 500)
+				for i := range kvs {
+					kvs[i] = kvclient.KV{Key: fmt.Appendf(nil, "w%d-%03d", w, i), Value: fmt.Appendf(nil, "w%d-%03d@%d", w, i, round)}
+				}
+				res, _ := cl.MultiPut(ctx, kvs)
+				mu.Lock()
+				for i, r := range res {
+					k := string(kvs[i].Key)
+					switch {
+					case r.Err == nil:
+						acked[k], unknown[k] = ack{string(kvs[i].Value), r.Version}, false
+					case errors.Is(r.Err, kvclient.ErrTimeout):
+						unknown[k] = true
+						timeout.Add(1)
+					default:
+						failed.CompareAndSwap(nil, r.Err)
+					}
+				}
+				mu.Unlock()
+				calls.Add(1)
+			}
+		})
+	}
+	waitCalls := func(n int64) {
+		from := calls.Load()
+		testcluster.Eventually(t, 60*time.Second, "MultiPut calls", func() error {
+			if got := calls.Load() - from; got < n {
+				return fmt.Errorf("%d calls", got)
+			}
+			return nil
+		})
+	}
+	waitCalls(10)
+	old := c.Leader(10 * time.Second)
+	old.Kill()
+	if c.Leader(20*time.Second) == old {
+		t.Fatal("killed leader still leads")
+	}
+	waitCalls(10)
+	close(stop)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatalf("a MultiPut key failed other than with an unknown outcome: %v", err)
+	}
+	n, lastUnknown := 0, 0
+	for _, u := range unknown {
+		if u {
+			lastUnknown++
+		}
+	}
+	for k, a := range acked {
+		v, err := cl.Get(ctx, []byte(k))
+		switch {
+		case err != nil:
+			t.Fatalf("acknowledged key %s: %v", k, err)
+		case unknown[k]:
+			// A later batch's outcome is unknown: its value or an
+			// acknowledged one, never older than the acknowledgement.
+			if v.Version < a.version {
+				t.Fatalf("%s at version %d, below the acknowledged %d", k, v.Version, a.version)
+			}
+		case string(v.Data) != a.value || v.Version != a.version:
+			t.Fatalf("%s = %q at %d, want %q at %d", k, v.Data, v.Version, a.value, a.version)
+		}
+		n++
+	}
+	t.Logf("%d MultiPut calls, %d keys checked, %d answers ErrTimeout, %d keys with an unknown last outcome", calls.Load(), n, timeout.Load(), lastUnknown)
 }
