@@ -93,7 +93,13 @@ func (c *Client) route(ctx context.Context, key []byte, cl *call) (*reply, strin
 			}
 			return rep, g.id, err
 		}
-		lastErr = re.err
+		var te *transportError
+		if !(lastErr != nil && ctx.Err() != nil && errors.As(re.err, &te) && !te.sent) {
+			// Unless the deadline cut a connection attempt short (nothing
+			// sent): then the answers before it explain the failure, as
+			// for a cut read above.
+			lastErr = re.err
+		}
 		if max := c.cfg.MaxAttempts; max > 0 && cl.attempts >= max {
 			return nil, g.id, fmt.Errorf("%w (gave up after %d attempts)", lastErr, cl.attempts)
 		}
