@@ -266,23 +266,6 @@ func batchCall(op string, n int, req wire.StreamRequest, epoch uint64) *call {
 	return &call{op: fmt.Sprintf("%s of %d keys", op, n), stream: &req, route: routeLeader, routed: true, epoch: epoch}
 }
 
-// sendBatch sends cl to g. again says that nothing was applied and every
-// key is to be done again on its own (the ring moved, or the agent does
-// not speak batches).
-func sendBatch(ctx context.Context, c *Client, g *groupClient, cl *call) (rep *reply, again bool, err error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
-		defer cancel()
-	}
-	rep, err = g.do(ctx, cl)
-	var re *rerouteError
-	if errors.As(err, &re) || errors.Is(err, errBatchNoStream) {
-		return nil, true, nil
-	}
-	return rep, false, err
-}
-
 // redoOnItsOwn says whether a key's error in a batch answer is one the
 // single-key path handles by itself: the ring moved, the key is in
 // hand-off, or (MultiGet) the answer was full. Nothing was applied.
@@ -294,39 +277,58 @@ func redoOnItsOwn(e *wire.Error) bool {
 	return false
 }
 
+// sendChunk sends cl, a batch of the keys idx, to g, and hands each key's
+// outcome to set: the batch's own error (for every key), the key's error
+// (op names the key's single operation), or its result. It returns the
+// keys to do again on their own: all of them when nothing was applied
+// because the ring moved or the agent does not speak batches, else those
+// redoOnItsOwn picks.
+func (c *Client) sendChunk(ctx context.Context, g *groupClient, cl *call, idx []int,
+	decode func(b []byte, n int) ([]wire.KeyResult, error), op func(i int) string,
+	set func(i int, kr wire.KeyResult, err error)) (again []int) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		defer cancel()
+	}
+	rep, err := g.do(ctx, cl)
+	var re *rerouteError
+	if errors.As(err, &re) || errors.Is(err, errBatchNoStream) {
+		return idx
+	}
+	var rs []wire.KeyResult
+	if err == nil {
+		if rs, err = decode(rep.body, len(idx)); err != nil {
+			// Served, but the answer cannot say what happened to each.
+			err = protocolError(cl, rep.addr, "%v", err)
+		}
+	}
+	for j, i := range idx {
+		switch {
+		case err != nil:
+			set(i, wire.KeyResult{}, err)
+		case rs[j].Err != nil && redoOnItsOwn(rs[j].Err):
+			again = append(again, i)
+		case rs[j].Err != nil:
+			set(i, wire.KeyResult{}, newError(op(i), rep.addr, rs[j].Err))
+		default:
+			set(i, rs[j], nil)
+		}
+	}
+	return again
+}
+
 func (c *Client) putChunk(ctx context.Context, g *groupClient, epoch uint64, kvs []KV, idx []int, out []Result) (again []int) {
 	pairs := make([]wire.Pair, len(idx))
 	for j, i := range idx {
 		pairs[j] = wire.Pair{Key: kvs[i].Key, Value: kvs[i].Value}
 	}
 	cl := batchCall("multiput", len(idx), wire.StreamRequest{Op: wire.StreamMultiPut, Value: wire.AppendPairs(make([]byte, 0, wire.PairsSize(pairs)), pairs)}, epoch)
-	rep, redo, err := sendBatch(ctx, c, g, cl)
-	if redo {
-		return idx
-	}
-	var rs []wire.KeyResult
-	if err == nil {
-		if rs, err = wire.DecodePutResults(rep.body, len(idx)); err != nil {
-			// Applied, but the answer cannot say what happened to each.
-			err = protocolError(cl, rep.addr, "%v", err)
-		}
-	}
-	for j, i := range idx {
-		r := Result{Key: kvs[i].Key, Group: g.id, Err: err}
-		if err == nil {
-			switch kr := rs[j]; {
-			case kr.Err != nil && redoOnItsOwn(kr.Err):
-				again = append(again, i)
-				continue
-			case kr.Err != nil:
-				r.Err = newError(fmt.Sprintf("put %q", kvs[i].Key), rep.addr, kr.Err)
-			default:
-				r.Version = kr.Version
-			}
-		}
-		out[i] = r
-	}
-	return again
+	return c.sendChunk(ctx, g, cl, idx, wire.DecodePutResults,
+		func(i int) string { return fmt.Sprintf("put %q", kvs[i].Key) },
+		func(i int, kr wire.KeyResult, err error) {
+			out[i] = Result{Key: kvs[i].Key, Version: kr.Version, Group: g.id, Err: err}
+		})
 }
 
 func (c *Client) getChunk(ctx context.Context, g *groupClient, epoch uint64, keys [][]byte, idx []int, o readOptions, out []Result) (again []int) {
@@ -343,32 +345,11 @@ func (c *Client) getChunk(ctx context.Context, g *groupClient, epoch uint64, key
 	if o.stale {
 		cl.route = routeAny
 	}
-	rep, redo, err := sendBatch(ctx, c, g, cl)
-	if redo {
-		return idx
-	}
-	var rs []wire.KeyResult
-	if err == nil {
-		if rs, err = wire.DecodeGetResults(rep.body, len(idx)); err != nil {
-			err = protocolError(cl, rep.addr, "%v", err)
-		}
-	}
-	for j, i := range idx {
-		r := Result{Key: keys[i], Group: g.id, Err: err}
-		if err == nil {
-			switch kr := rs[j]; {
-			case kr.Err != nil && redoOnItsOwn(kr.Err):
-				again = append(again, i)
-				continue
-			case kr.Err != nil:
-				r.Err = newError(fmt.Sprintf("get %q", keys[i]), rep.addr, kr.Err)
-			default:
-				r.Value, r.Version = kr.Value, kr.Version
-			}
-		}
-		out[i] = r
-	}
-	return again
+	return c.sendChunk(ctx, g, cl, idx, wire.DecodeGetResults,
+		func(i int) string { return fmt.Sprintf("get %q", keys[i]) },
+		func(i int, kr wire.KeyResult, err error) {
+			out[i] = Result{Key: keys[i], Value: kr.Value, Version: kr.Version, Group: g.id, Err: err}
+		})
 }
 
 func seq(n int) []int {

@@ -42,15 +42,13 @@ func (sc *streamConn) multiPut(ctx context.Context, req *wire.StreamRequest, sta
 	results := make([]wire.KeyResult, len(pairs))
 	ok := make([]int, 0, len(pairs)) // the pairs proposed, by index
 	for i, p := range pairs {
-		switch {
-		case sc.s.checkKey(p.Key) != nil:
-			results[i].Err = sc.s.checkKey(p.Key)
-		case len(p.Value) > sc.s.limits.MaxValueBytes:
-			results[i].Err = sc.s.valueTooLarge()
-		default:
-			ok = append(ok, i)
+		if e := sc.checkPair(p); e != nil {
+			results[i].Err = e
+			continue
 		}
+		ok = append(ok, i)
 	}
+	var index uint64
 	if len(ok) > 0 {
 		body := req.Value // as sent when every pair is accepted: no copy
 		if len(ok) < len(pairs) {
@@ -60,12 +58,7 @@ func (sc *streamConn) multiPut(ctx context.Context, req *wire.StreamRequest, sta
 			}
 			body = store.EncodePuts(keep)
 		}
-		cmd := store.Command{Op: store.OpPutBatch, Body: body, RingEpoch: req.RingEpoch}
-		if err := cmd.Validate(); err != nil {
-			fail(err)
-			return
-		}
-		res, err := sc.s.apply(ctx, cmd)
+		res, err := sc.s.apply(ctx, store.Command{Op: store.OpPutBatch, Body: body, RingEpoch: req.RingEpoch})
 		if err != nil {
 			fail(err)
 			return
@@ -74,18 +67,32 @@ func (sc *streamConn) multiPut(ctx context.Context, req *wire.StreamRequest, sta
 			fail(&wire.Error{Code: wire.CodeInternal, Message: "the state machine answered a batch of the wrong length"})
 			return
 		}
+		index = res.Index
 		for j, i := range ok {
-			kr := res.Keys[j]
-			if kr.Err != nil {
+			if kr := res.Keys[j]; kr.Err != nil {
 				results[i].Err = toWire(kr.Err)
-				continue
+			} else {
+				results[i].Version = kr.Version
 			}
-			results[i].Version = kr.Version
 		}
-		sc.answer(req.ID, op, start, &wire.StreamResponse{Index: res.Index, Value: wire.AppendPutResults(nil, results)})
-		return
 	}
-	sc.answer(req.ID, op, start, &wire.StreamResponse{Value: wire.AppendPutResults(nil, results)})
+	sc.answer(req.ID, op, start, &wire.StreamResponse{Index: index, Value: wire.AppendPutResults(nil, results)})
+}
+
+// checkPair is a single put's checks for one pair of a batch: the
+// agent's limits, then what the state machine accepts (store.CheckPair),
+// so that the entry proposed holds only pairs it will apply.
+func (sc *streamConn) checkPair(p wire.Pair) *wire.Error {
+	if e := sc.s.checkKey(p.Key); e != nil {
+		return e
+	}
+	if len(p.Value) > sc.s.limits.MaxValueBytes {
+		return sc.s.valueTooLarge()
+	}
+	if err := store.CheckPair(p); err != nil {
+		return toWire(err)
+	}
+	return nil
 }
 
 func (sc *streamConn) multiGet(ctx context.Context, req *wire.StreamRequest, start time.Time, op string, fail func(error)) {

@@ -3,8 +3,6 @@ package store
 import (
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/carpkv/carpkv/kvclient/wire"
 )
 
@@ -30,18 +28,24 @@ func EncodePuts(kvs []KV) []byte {
 	return wire.AppendPairs(make([]byte, 0, wire.PairsSize(kvs)), kvs)
 }
 
+// CheckPair says whether an OpPutBatch may carry kv: exactly what
+// Validate requires of an OpPut. The agent checks each pair with it before
+// proposing, so one bad pair is refused on its own, not with its batch.
+func CheckPair(kv KV) error {
+	return Command{Op: OpPut, Key: kv.Key, Value: kv.Value}.Validate()
+}
+
 // DecodePuts decodes what EncodePuts encoded, refusing (with
 // ErrInvalidCommand) no pairs, more than MaxBatchKeys, truncated or
-// trailing input, and keys or values Validate would refuse in an OpPut.
-// Keys and values alias b.
+// trailing input, and pairs CheckPair refuses. Keys and values alias b.
 func DecodePuts(b []byte) ([]KV, error) {
 	kvs, err := wire.DecodePairs(b, MaxBatchKeys)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
 	}
 	for i, kv := range kvs {
-		if k, v := len(kv.Key), len(kv.Value); k == 0 || k > bolt.MaxKeySize || v > maxValueSize {
-			return nil, fmt.Errorf("%w: pair %d: key of %d bytes, value of %d", ErrInvalidCommand, i, k, v)
+		if err := CheckPair(kv); err != nil {
+			return nil, fmt.Errorf("pair %d: %w", i, err)
 		}
 	}
 	return kvs, nil
