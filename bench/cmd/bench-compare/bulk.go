@@ -64,15 +64,11 @@ func bulkCmd(args []string) error {
 	from := fs.String("from", "", "render the doc from an earlier results JSON instead of measuring")
 	_ = fs.Parse(args)
 	if *from != "" {
-		b, err := os.ReadFile(*from)
+		res, err := readResults[BulkResults](*from)
 		if err != nil {
 			return err
 		}
-		var res BulkResults
-		if err := json.Unmarshal(b, &res); err != nil {
-			return fmt.Errorf("%s: %w", *from, err)
-		}
-		return writeSection(*doc, bulkBegin, bulkEnd, "## Bulk writes and reads", renderBulk(&res))
+		return writeSection(*doc, bulkBegin, bulkEnd, "## Bulk writes and reads", renderBulk(res))
 	}
 	if *keys < 1 || *call < 1 || *calls < 1 || *reps < 1 || *single < 0 || *singleClients < 1 {
 		return fmt.Errorf("-keys, -call, -calls, -reps and -single-clients must be at least 1, -single at least 0")

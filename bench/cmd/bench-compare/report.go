@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -470,6 +471,19 @@ func cdfXYs(cdf []loadgen.CDFPoint) plotter.XYs {
 		xys = append(xys, plotter.XY{X: ms, Y: pt.Q})
 	}
 	return xys
+}
+
+// readResults reads the raw results an earlier run wrote as JSON (-from).
+func readResults[T any](path string) (*T, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res T
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &res, nil
 }
 
 func writeBetweenMarkers(path, section string) error {

@@ -109,15 +109,11 @@ func runCmd(args []string) error {
 		return err
 	}
 	if *from != "" {
-		var res Results
-		b, err := os.ReadFile(*from)
+		res, err := readResults[Results](*from)
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(b, &res); err != nil {
-			return err
-		}
-		return render(&res, *doc, *plots)
+		return render(res, *doc, *plots)
 	}
 	self, err := os.Executable()
 	if err != nil {

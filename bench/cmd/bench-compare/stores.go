@@ -81,15 +81,11 @@ func storesCmd(args []string) error {
 	from := fs.String("from", "", "render the doc from an earlier results JSON instead of measuring")
 	_ = fs.Parse(args)
 	if *from != "" {
-		b, err := os.ReadFile(*from)
+		res, err := readResults[StoreResults](*from)
 		if err != nil {
 			return err
 		}
-		var res StoreResults
-		if err := json.Unmarshal(b, &res); err != nil {
-			return fmt.Errorf("%s: %w", *from, err)
-		}
-		return writeSection(*doc, storesBegin, storesEnd, "## The Raft log store", renderStores(&res))
+		return writeSection(*doc, storesBegin, storesEnd, "## The Raft log store", renderStores(res))
 	}
 	if *burst < 20000 {
 		// Fewer entries than about twice the snapshot threshold (8192)
